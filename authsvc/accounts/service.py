@@ -1,0 +1,119 @@
+"""Account rules: registration, login, the caller's own account. No HTTP here."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ..clock import Clock, iso, to_ms
+from ..errors import Code, Conflict, DomainError, Forbidden, InvalidToken, Unauthorized
+from ..ids import new_id
+from ..normalize import email_lc, username_lc
+from ..passwords import PasswordHasher
+from ..store import keys
+from ..store.accounts import AccountStore, ClaimTaken, NewAccount, RegistrationAbandoned
+from ..tokens import IssuedToken, TokenService
+
+log = logging.getLogger("authsvc.accounts")
+
+
+def account_view(acc: dict[str, str]) -> dict:
+    """The public shape of an account: never the password hash."""
+    return {
+        "id": int(acc["id"]),
+        "username": acc["username"],
+        "email": acc["email"],
+        "created_at": iso(acc["created_at"]),
+        "updated_at": iso(acc.get("updated_at") or acc["created_at"]),
+        "last_login_at": iso(acc.get("last_login_at")),
+        "is_active": acc.get("is_active") == "1",
+        "email_verified": acc.get("email_verified") == "1",
+    }
+
+
+class AccountService:
+    def __init__(
+        self,
+        *,
+        store: AccountStore,
+        hasher: PasswordHasher,
+        tokens: TokenService,
+        clock: Clock = time.time,
+    ) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._tokens = tokens
+        self._clock = clock
+
+    async def register(self, *, username: str, email: str, password: str) -> dict:
+        password_hash = await self._hasher.hash(password)
+        for _ in range(3):  # a fresh id on the (2**-53-rare) id collision
+            now_ms = to_ms(self._clock())
+            acc = NewAccount(
+                id=new_id(),
+                username=username,
+                email=email,
+                username_lc=username_lc(username),
+                email_lc=email_lc(email),
+                password_hash=password_hash,
+                created_at_ms=now_ms,
+            )
+            try:
+                created = await self._store.create(acc, now_ms=now_ms)
+            except ClaimTaken as taken:
+                code = Code.USERNAME_TAKEN if taken.field == "username" else Code.EMAIL_TAKEN
+                raise Conflict(
+                    f"that {taken.field} is already registered",
+                    code=code,
+                    fields={taken.field: [f"This {taken.field} is already taken."]},
+                ) from None
+            except RegistrationAbandoned:
+                raise Conflict("registration timed out; please retry") from None
+            if created:
+                log.info("account registered id=%s", acc.id)
+                return {
+                    "id": acc.id,
+                    "username": username,
+                    "email": email,
+                    "created_at": iso(now_ms),
+                    "updated_at": iso(now_ms),
+                    "last_login_at": None,
+                    "is_active": True,
+                    "email_verified": False,
+                }
+        raise DomainError("could not allocate an account id")
+
+    async def authenticate(self, *, identifier: str, password: str) -> dict[str, str]:
+        """The account for a username-or-email and password. Every miss costs one
+        bcrypt check and answers the same error, so neither the message nor the time
+        tells whether the account exists."""
+        if "@" in identifier:
+            claim = keys.email_claim(email_lc(identifier))
+        else:
+            claim = keys.username_claim(username_lc(identifier))
+        acc = await self._store.resolve(claim)
+        ok = await self._hasher.verify(password, acc["password"] if acc else None)
+        if not ok or acc is None:
+            raise Unauthorized("invalid username or password")
+        if acc.get("is_active") != "1":
+            # Only said after the right password: it reveals nothing to a guesser.
+            raise Forbidden("this account is disabled", code=Code.ACCOUNT_DISABLED)
+        return acc
+
+    async def login(self, *, identifier: str, password: str) -> IssuedToken:
+        acc = await self.authenticate(identifier=identifier, password=password)
+        now_ms = to_ms(self._clock())
+        stamp = {"last_login_at": str(now_ms)}
+        if self._hasher.needs_rehash(acc["password"]):
+            # BCRYPT_COST changed since this hash was made: upgrade it while we know
+            # the password.
+            stamp["password"] = await self._hasher.hash(password)
+        await self._store.update_fields(acc["id"], stamp)
+        return self._tokens.issue(subject=acc["id"], username=acc["username"])
+
+    async def me(self, account_id: int) -> dict:
+        """The caller's own account; a token outliving its account is refused."""
+        acc = await self._store.get(account_id)
+        if acc is None or acc.get("is_active") != "1":
+            raise InvalidToken("the account behind this token is gone or disabled")
+        return account_view(acc)

@@ -1,0 +1,25 @@
+"""Typed application keys: what create_app puts on the app for handlers to use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as redis
+from aiohttp import web
+
+from .accounts.service import AccountService
+from .characters.service import CharacterService
+from .config import Settings
+from .passwords import PasswordHasher
+
+
+@dataclass(frozen=True)
+class Services:
+    accounts: AccountService
+    characters: CharacterService
+
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", redis.Redis)
+HASHER = web.AppKey("hasher", PasswordHasher)
+SERVICES = web.AppKey("services", Services)

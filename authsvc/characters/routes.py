@@ -1,0 +1,97 @@
+"""HTTP for characters. The seed paths (/characters) keep the game clients' contract:
+POST answers 200 and a character that is not the caller's answers 401. The /api/v1
+twins answer 201 and 404."""
+
+from __future__ import annotations
+
+import contextlib
+
+from aiohttp import web
+
+from ..app_keys import SERVICES
+from ..auth import Principal
+from ..errors import Code, NotFound, Unauthorized
+from ..web import Api, json_response
+from . import schemas
+
+api = Api()
+TAGS = ("characters",)
+SEED = "/characters"
+V1 = "/api/v1/characters"
+ITEM = "/{id:[0-9]{1,20}}"
+
+
+@contextlib.contextmanager
+def _ownership(seed: bool):
+    """On the seed paths a missing or foreign character is a 401, as the clients expect."""
+    try:
+        yield
+    except NotFound:
+        if seed:
+            raise Unauthorized("character does not exist or is not yours",
+                               code=Code.CHARACTER_NOT_OWNED) from None
+        raise
+
+
+@api.route("GET", SEED, summary="List the caller's characters (seed path)", tags=TAGS,
+           responses={200: schemas.CharacterList})
+@api.route("GET", V1, summary="List the caller's characters", tags=TAGS,
+           responses={200: schemas.CharacterList})
+async def list_characters(request: web.Request, *, principal: Principal) -> web.Response:
+    chars = await request.app[SERVICES].characters.list(principal.account_id, sid=principal.sid)
+    return json_response({"characters": chars})
+
+
+@api.route("POST", SEED, summary="Create a character (seed path)", tags=TAGS,
+           body=schemas.CreateCharacterRequest(), responses={200: schemas.Character},
+           created=200)
+@api.route("POST", V1, summary="Create a character", tags=TAGS,
+           body=schemas.CreateCharacterRequest(), responses={201: schemas.Character},
+           created=201)
+async def create_character(request: web.Request, *, principal: Principal, body: dict,
+                           created: int) -> web.Response:
+    char = await request.app[SERVICES].characters.create(
+        principal.account_id, sid=principal.sid, **body
+    )
+    return json_response(char, status=created)
+
+
+@api.route("GET", SEED + ITEM, summary="Read a character (seed path)", tags=TAGS,
+           responses={200: schemas.Character}, seed=True)
+@api.route("GET", V1 + ITEM, summary="Read a character", tags=TAGS,
+           responses={200: schemas.Character}, seed=False)
+async def get_character(request: web.Request, *, principal: Principal, seed: bool):
+    with _ownership(seed):
+        char = await request.app[SERVICES].characters.get(
+            principal.account_id, int(request.match_info["id"]), sid=principal.sid
+        )
+    return json_response(char)
+
+
+@api.route("PUT", SEED + ITEM, summary="Rename or redescribe a character (seed path)",
+           tags=TAGS, body=schemas.UpdateCharacterRequest(),
+           responses={200: schemas.Character}, seed=True)
+@api.route("PUT", V1 + ITEM, summary="Rename or redescribe a character", tags=TAGS,
+           body=schemas.UpdateCharacterRequest(), responses={200: schemas.Character},
+           seed=False)
+async def update_character(request: web.Request, *, principal: Principal, body: dict,
+                           seed: bool) -> web.Response:
+    with _ownership(seed):
+        char = await request.app[SERVICES].characters.update(
+            principal.account_id, int(request.match_info["id"]), sid=principal.sid, **body
+        )
+    return json_response(char)
+
+
+@api.route("DELETE", SEED + ITEM, summary="Delete a character (seed path)", tags=TAGS,
+           responses={200: schemas.Deleted}, seed=True)
+@api.route("DELETE", V1 + ITEM, summary="Delete a character", tags=TAGS,
+           responses={204: None}, seed=False)
+async def delete_character(request: web.Request, *, principal: Principal, seed: bool):
+    cid = int(request.match_info["id"])
+    with _ownership(seed):
+        await request.app[SERVICES].characters.delete(principal.account_id, cid,
+                                                       sid=principal.sid)
+    if seed:
+        return json_response({"id": cid, "deleted": True})
+    return web.Response(status=204)

@@ -1,0 +1,129 @@
+"""Settings: every knob the service reads from the environment, declared once and
+validated at start. A bad value stops the start with one line that names it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+DEFAULT_KEYDB_URL = "redis://127.0.0.1:5556/0"
+MIN_SECRET_BYTES = 32
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message is one line naming it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    jwt_secret: str = field(repr=False)
+    jwt_previous_secrets: tuple[str, ...] = field(default=(), repr=False)
+    jwt_issuer: str = "authsvc"
+    jwt_audience: str = "authsvc"
+    jwt_leeway: int = 30
+    access_token_ttl: int = 900
+    # None: use DEFAULT_KEYDB_URL, and start an embedded store if nothing answers there.
+    keydb_url: str | None = None
+    store_timeout: float = 2.0
+    data_dir: str = "./data"
+    host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces by default
+    port: int = 8080
+    bcrypt_cost: int = 12
+    hash_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
+    max_characters_per_account: int = 20
+    max_body_bytes: int = 64 * 1024
+    token_cache_size: int = 10_000
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        secret_len = len(self.jwt_secret.encode())
+        if secret_len < MIN_SECRET_BYTES:
+            what = "unset" if not self.jwt_secret else f"{secret_len} bytes"
+            raise ConfigError(
+                f"API_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (it is {what}); "
+                'generate one with: python -c "import secrets; print(secrets.token_hex(32))"'
+            )
+        for old in self.jwt_previous_secrets:
+            if len(old.encode()) < MIN_SECRET_BYTES:
+                raise ConfigError(
+                    f"API_JWT_PREVIOUS_SECRETS: every secret must be at least "
+                    f"{MIN_SECRET_BYTES} bytes"
+                )
+        _check_range("BCRYPT_COST", self.bcrypt_cost, 4, 31)
+        _check_range("ACCESS_TOKEN_TTL", self.access_token_ttl, 30, 7 * 86400)
+        _check_range("JWT_LEEWAY", self.jwt_leeway, 0, 300)
+        _check_range("PORT", self.port, 0, 65535)
+        _check_range("HASH_THREADS", self.hash_threads, 1, 256)
+        _check_range("MAX_CHARACTERS_PER_ACCOUNT", self.max_characters_per_account, 1, 10_000)
+        _check_range("MAX_BODY_BYTES", self.max_body_bytes, 1024, 16 * 1024 * 1024)
+        _check_range("TOKEN_CACHE_SIZE", self.token_cache_size, 0, 10_000_000)
+        if not 0 < self.store_timeout <= 60:
+            raise ConfigError("STORE_TIMEOUT must be between 0 and 60 seconds")
+        if self.keydb_url is not None and not self.keydb_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigError("KEYDB_URL must start with redis://, rediss:// or unix://")
+        if not self.jwt_issuer or not self.jwt_audience:
+            raise ConfigError("JWT_ISSUER and JWT_AUDIENCE must not be empty")
+
+    @property
+    def store_url(self) -> str:
+        return self.keydb_url or DEFAULT_KEYDB_URL
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Read settings from `env` (default: os.environ); keyword overrides win."""
+        env = os.environ if env is None else env
+        values: dict = {}
+        for f in fields(cls):
+            name = _ENV_NAMES.get(f.name, f.name.upper())
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(name, f.type, raw)
+        values.update(overrides)
+        values.setdefault("jwt_secret", "")
+        return cls(**values)
+
+    def masked(self) -> dict[str, object]:
+        """The settings as a dict fit for a log line: secrets are never included."""
+        out = {}
+        for f in fields(self):
+            if not f.repr:
+                out[f.name] = "***" if getattr(self, f.name) else ""
+            else:
+                out[f.name] = getattr(self, f.name)
+        return out
+
+
+_ENV_NAMES = {
+    "jwt_secret": "API_JWT_SECRET",
+    "jwt_previous_secrets": "API_JWT_PREVIOUS_SECRETS",
+}
+
+
+def _parse(name: str, typ: object, raw: str) -> object:
+    typ = str(typ)
+    try:
+        if typ == "int":
+            return int(raw)
+        if typ == "float":
+            return float(raw)
+        if typ == "bool":
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if typ.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {typ}") from None
+    return raw
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high} (got {value})")

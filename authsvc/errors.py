@@ -1,0 +1,90 @@
+"""Domain errors with stable public codes. They carry no HTTP: the web layer
+(`authsvc.web`) maps each code to a status in one table."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Code(StrEnum):
+    INVALID_JSON = "invalid_json"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    BODY_TOO_LARGE = "body_too_large"
+    VALIDATION_FAILED = "validation_failed"
+    USERNAME_TAKEN = "username_taken"
+    EMAIL_TAKEN = "email_taken"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    ACCOUNT_DISABLED = "account_disabled"
+    MISSING_TOKEN = "missing_token"
+    INVALID_TOKEN = "invalid_token"
+    NOT_FOUND = "not_found"
+    CHARACTER_NOT_OWNED = "character_not_owned"
+    CHARACTER_LIMIT = "character_limit_reached"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    STORE_UNAVAILABLE = "store_unavailable"
+    CONFLICT = "conflict"
+    INTERNAL = "internal_error"
+
+
+class DomainError(Exception):
+    """An expected failure the client is told about: a stable code, a message fit to
+    show, optional per-field messages."""
+
+    code: Code = Code.INTERNAL
+    message: str = "unexpected failure"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: Code | None = None,
+        fields: dict[str, list[str]] | None = None,
+    ) -> None:
+        if code is not None:
+            self.code = code
+        if message is not None:
+            self.message = message
+        self.fields = fields or {}
+        super().__init__(self.message)
+
+
+class ValidationFailed(DomainError):
+    code = Code.VALIDATION_FAILED
+    message = "the request is not valid"
+
+
+class Conflict(DomainError):
+    code = Code.CONFLICT
+    message = "conflict"
+
+
+class Unauthorized(DomainError):
+    code = Code.INVALID_CREDENTIALS
+    message = "invalid credentials"
+
+
+class InvalidToken(DomainError):
+    """The bearer token is missing, malformed, expired or not ours."""
+
+    code = Code.INVALID_TOKEN
+    message = "the access token is invalid or expired"
+
+
+class Forbidden(DomainError):
+    code = Code.ACCOUNT_DISABLED
+    message = "forbidden"
+
+
+class NotFound(DomainError):
+    code = Code.NOT_FOUND
+    message = "not found"
+
+
+class LimitReached(DomainError):
+    code = Code.CHARACTER_LIMIT
+    message = "limit reached"
+
+
+class StoreUnavailable(DomainError):
+    code = Code.STORE_UNAVAILABLE
+    message = "the data store is unavailable; retry shortly"

@@ -1,0 +1,1 @@
+"""The only code that knows keys, Lua and redis-py: one method per atomic step."""

@@ -1,0 +1,113 @@
+"""`authsvc check`: walk the key layout with SCAN (in batches, safe on a live store)
+and report, or with fix=True repair, what a crash or an old bug can leave behind.
+Every repair is a compare-and-set, so it never undoes a concurrent legitimate write."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import redis.asyncio as redis
+
+from ..normalize import email_lc, username_lc
+from . import keys
+from .accounts import PENDING_TIMEOUT_MS
+from .connection import lua_source
+
+
+@dataclass
+class Report:
+    scanned: int = 0
+    problems: list[str] = field(default_factory=list)
+    fixed: int = 0
+
+    def add(self, text: str) -> None:
+        self.problems.append(text)
+
+
+async def _batches(client: redis.Redis, pattern: str, size: int) -> AsyncIterator[list[str]]:
+    batch: list[str] = []
+    async for key in client.scan_iter(match=pattern, count=size):
+        batch.append(key)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500) -> Report:
+    report = Report()
+    release = client.register_script(lua_source("claim_release"))
+    abandon = client.register_script(lua_source("account_abandon"))
+    cutoff = now_ms - PENDING_TIMEOUT_MS
+
+    # Claims: each must name a live account whose normalised value matches the claim.
+    for glob, prefix, attr, norm in (
+        (keys.USERNAME_CLAIM_GLOB, "account:username:", "username", username_lc),
+        (keys.EMAIL_CLAIM_GLOB, "account:email:", "email", email_lc),
+    ):
+        async for claims in _batches(client, glob, batch):
+            report.scanned += len(claims)
+            holders = await client.mget(claims)
+            pipe = client.pipeline(transaction=False)
+            for aid in holders:
+                pipe.hmget(keys.account(aid or "-"), "pending", "created_at", attr)
+            states = await pipe.execute()
+            for claim, aid, (pending, created, value) in zip(claims, holders, states, strict=True):
+                if aid is None:
+                    continue
+                live = created is not None and not (pending == "1" and int(created) < cutoff)
+                if live and pending != "1" and norm(value or "") != claim[len(prefix):]:
+                    live = False
+                if live:
+                    continue
+                report.add(f"stale claim {claim} -> account {aid}")
+                if fix:
+                    report.fixed += int(await release(keys=[claim], args=[aid]))
+
+    # Registrations that never finished.
+    async for accts in _batches(client, keys.ACCOUNT_GLOB, batch):
+        report.scanned += len(accts)
+        pipe = client.pipeline(transaction=False)
+        for key in accts:
+            pipe.hmget(key, "pending", "created_at")
+        for key, (pending, created) in zip(accts, await pipe.execute(), strict=True):
+            if pending == "1" and created is not None and int(created) < cutoff:
+                report.add(f"abandoned registration {key}")
+                if fix:
+                    report.fixed += int(await abandon(keys=[key], args=[cutoff]))
+
+    # Character indexes against character hashes, both directions.
+    async for idx_keys in _batches(client, keys.CHARACTER_INDEX_GLOB, batch):
+        report.scanned += len(idx_keys)
+        for idx in idx_keys:
+            aid = keys.account_id_of(idx)
+            ids = await client.zrange(idx, 0, -1)
+            if not ids:
+                continue
+            pipe = client.pipeline(transaction=False)
+            for cid in ids:
+                pipe.exists(keys.character(aid, cid))
+            for cid, exists in zip(ids, await pipe.execute(), strict=True):
+                if not exists:
+                    report.add(f"index {idx} lists missing character {cid}")
+                    if fix:
+                        report.fixed += await client.zrem(idx, cid)
+    async for chars in _batches(client, keys.CHARACTER_GLOB, batch):
+        report.scanned += len(chars)
+        for ckey in chars:
+            aid = keys.account_id_of(ckey)
+            cid = ckey.rsplit(":", 1)[1]
+            if not await client.exists(keys.account(aid)):
+                report.add(f"character {ckey} belongs to no account")
+                if fix:
+                    report.fixed += await client.delete(ckey)
+            elif await client.zscore(keys.account_characters(aid), cid) is None:
+                report.add(f"character {ckey} is missing from its index")
+                if fix:
+                    created = await client.hget(ckey, "created_at") or now_ms
+                    report.fixed += await client.zadd(
+                        keys.account_characters(aid), {cid: int(created)}, nx=True
+                    )
+    return report

@@ -1,0 +1,104 @@
+"""Our own access tokens: HS256 JWTs signed with API_JWT_SECRET.
+
+The header carries a `kid` derived from the secret, so after a rotation tokens signed
+with a previous secret (API_JWT_PREVIOUS_SECRETS) still verify until they expire,
+while only the current secret signs. Verification pins HS256 and requires
+exp/iat/iss/aud/sub/jti."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from .errors import InvalidToken
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
+
+
+def key_id(secret: str) -> str:
+    """A public label for a secret: derived one-way, safe to put in a header."""
+    return hashlib.sha256(b"authsvc-kid:" + secret.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    expires_in: int
+    exp: int
+    jti: str
+
+
+class TokenService:
+    def __init__(
+        self,
+        *,
+        secret: str,
+        previous_secrets: tuple[str, ...] = (),
+        issuer: str,
+        audience: str,
+        ttl: int,
+        leeway: int = 30,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.ttl = ttl
+        self.leeway = leeway
+        self._clock = clock
+        self._kid = key_id(secret)
+        self._secret = secret
+        self._keys = {key_id(s): s for s in (*previous_secrets, secret)}
+
+    def issue(self, *, subject: str, username: str, extra: dict[str, Any] | None = None):
+        now = int(self._clock())
+        claims = {
+            "sub": subject,
+            "preferred_username": username,
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": now,
+            "exp": now + self.ttl,
+            "jti": secrets.token_urlsafe(16),
+            **(extra or {}),
+        }
+        token = jwt.encode(claims, self._secret, algorithm=ALGORITHM, headers={"kid": self._kid})
+        return IssuedToken(token=token, expires_in=self.ttl, exp=claims["exp"], jti=claims["jti"])
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a valid token; InvalidToken for anything else."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("the access token is malformed") from None
+        if header.get("alg") != ALGORITHM:
+            raise InvalidToken("the access token uses an algorithm this issuer never signs with")
+        secret = self._secret_for(header.get("kid"))
+        try:
+            return jwt.decode(
+                token,
+                secret,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("the access token has expired") from None
+        except jwt.PyJWTError:
+            raise InvalidToken() from None
+
+    def _secret_for(self, kid: object) -> str:
+        if isinstance(kid, str):
+            for known, secret in self._keys.items():
+                if hmac.compare_digest(known, kid):
+                    return secret
+        raise InvalidToken("the access token was not signed by a key this service knows")

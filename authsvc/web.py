@@ -1,0 +1,232 @@
+"""The HTTP edge shared by every feature: route declarations that carry their schemas
+(so the OpenAPI document and the permission table are generated from them), request
+body parsing, and the one error middleware that maps every failure to the JSON shape
+`{"error": {"code", "message", "fields"}}`."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from marshmallow import Schema, ValidationError
+
+from .auth import Authenticator
+from .errors import Code, DomainError
+
+log = logging.getLogger("authsvc.web")
+
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+
+STATUS: dict[Code, int] = {
+    Code.INVALID_JSON: 400,
+    Code.UNSUPPORTED_MEDIA_TYPE: 415,
+    Code.BODY_TOO_LARGE: 413,
+    Code.VALIDATION_FAILED: 422,
+    Code.USERNAME_TAKEN: 409,
+    Code.EMAIL_TAKEN: 409,
+    Code.CONFLICT: 409,
+    Code.INVALID_CREDENTIALS: 401,
+    Code.ACCOUNT_DISABLED: 403,
+    Code.MISSING_TOKEN: 401,
+    Code.INVALID_TOKEN: 401,
+    Code.NOT_FOUND: 404,
+    Code.CHARACTER_NOT_OWNED: 401,
+    Code.CHARACTER_LIMIT: 409,
+    Code.METHOD_NOT_ALLOWED: 405,
+    Code.STORE_UNAVAILABLE: 503,
+    Code.INTERNAL: 500,
+}
+
+_HTTP_CODES = {
+    404: (Code.NOT_FOUND, "no such resource"),
+    405: (Code.METHOD_NOT_ALLOWED, "method not allowed on this resource"),
+    413: (Code.BODY_TOO_LARGE, "the request body is too large"),
+}
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None):
+    return web.Response(
+        text=dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(
+    code: Code,
+    message: str,
+    *,
+    status: int | None = None,
+    fields: dict | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {"code": str(code), "message": message}
+    if fields:
+        body["fields"] = fields
+    status = status or STATUS.get(code, 500)
+    headers = dict(headers or {})
+    if status == 401 and "WWW-Authenticate" not in headers:
+        if code == Code.INVALID_TOKEN:
+            desc = message.replace('"', "'")
+            headers["WWW-Authenticate"] = (
+                f'Bearer realm="authsvc", error="invalid_token", error_description="{desc}"'
+            )
+        else:
+            headers["WWW-Authenticate"] = 'Bearer realm="authsvc"'
+    if status == 503:
+        headers.setdefault("Retry-After", "1")
+    return json_response({"error": body}, status=status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        if exc.code == Code.STORE_UNAVAILABLE:
+            log.warning("store unavailable: %s %s: %r", request.method, request.path,
+                        exc.__cause__)
+        return error_response(exc.code, exc.message, fields=exc.fields)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code, message = _HTTP_CODES.get(exc.status, (Code.INTERNAL, exc.reason))
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(code, message, status=exc.status, headers=headers)
+    except Exception:
+        log.exception("unhandled error: %s %s", request.method, request.path)
+        return error_response(Code.INTERNAL, "unexpected failure", status=500)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400/413/415 DomainError."""
+    ctype = request.content_type
+    if ctype != "application/json" and not (
+        ctype.startswith("application/") and ctype.endswith("+json")
+    ):
+        raise DomainError("the body must be JSON (Content-Type: application/json)",
+                          code=Code.UNSUPPORTED_MEDIA_TYPE)
+    raw = await request.read()  # raises 413 past client_max_size
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise DomainError("the body is not valid JSON", code=Code.INVALID_JSON) from None
+    if not isinstance(data, dict):
+        raise DomainError("the body must be a JSON object", code=Code.INVALID_JSON)
+    return data
+
+
+def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested messages as {"field.sub": ["message", ...]}."""
+    out: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            out.update(flatten_messages(value, name))
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        out[prefix or "_body"] = list(messages)
+    else:
+        out[prefix or "_body"] = [str(messages)]
+    return out
+
+
+def validate(schema: Schema, data: Any) -> dict[str, Any]:
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise DomainError(
+            "the request is not valid; see fields",
+            code=Code.VALIDATION_FAILED,
+            fields=flatten_messages(exc.messages),
+        ) from None
+
+
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route as declared next to its handler: what it reads, what it answers."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tags: tuple[str, ...]
+    body: Schema | None = None
+    query: Schema | None = None
+    responses: dict[int, Any] = field(default_factory=dict)
+    auth: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Api:
+    """Collects endpoint declarations; `register` wires them into an application.
+
+    The wrapper does what every handler would otherwise repeat: authenticate the
+    caller (when `auth`), parse and validate the body and query with their schemas,
+    then call the handler with keyword arguments `principal`, `body`, `query` and the
+    endpoint's `options`."""
+
+    def __init__(self) -> None:
+        self.endpoints: list[Endpoint] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        tags: tuple[str, ...] = (),
+        body: Schema | None = None,
+        query: Schema | None = None,
+        responses: dict[int, Any] | None = None,
+        auth: bool = True,
+        **options: Any,
+    ) -> Callable[[Handler], Handler]:
+        def decorate(handler: Handler) -> Handler:
+            self.endpoints.append(
+                Endpoint(method, path, handler, summary, tags, body, query,
+                         responses or {}, auth, options)
+            )
+            return handler
+
+        return decorate
+
+    def register(self, app: web.Application) -> None:
+        for ep in self.endpoints:
+            app.router.add_route(ep.method, ep.path, _wrap(ep))
+
+
+def _wrap(ep: Endpoint) -> Handler:
+    handler, body_schema, query_schema, auth, options = (
+        ep.handler, ep.body, ep.query, ep.auth, ep.options,
+    )
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        kw: dict[str, Any] = dict(options)
+        if auth:
+            kw["principal"] = request.app[AUTHENTICATOR].authenticate(
+                request.headers.get("Authorization")
+            )
+        if body_schema is not None:
+            kw["body"] = validate(body_schema, await read_json(request))
+        if query_schema is not None:
+            kw["query"] = validate(query_schema, dict(request.query))
+        return await handler(request, **kw)
+
+    return wrapped
+
+

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import fakeredis
+import pytest
+import redis.asyncio as aredis
+
+from authsvc.app import create_app
+from authsvc.config import Settings
+from authsvc.store.connection import create_client
+
+from .redis_proc import RedisProcess
+
+SECRET = "test-secret-" + "x" * 40
+
+
+def make_settings(**overrides) -> Settings:
+    values = {
+        "jwt_secret": SECRET,
+        "bcrypt_cost": 4,  # tests that measure the cost itself set their own
+        "hash_threads": 2,
+        "keydb_url": "redis://unused.invalid:1/0",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisProcess(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def store(redis_server):
+    """A client to the real server, emptied before each test."""
+    client = create_client(redis_server.url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def fake_store():
+    client = fakeredis.FakeAsyncRedis(decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def make_client(aiohttp_client, store):
+    """Build the app on the real store with setting overrides; returns a test client."""
+
+    async def make(client: aredis.Redis | None = None, hasher=None, clock=None, **overrides):
+        kw = {}
+        if clock is not None:
+            kw["clock"] = clock
+        app = create_app(make_settings(**overrides), client=client or store, hasher=hasher,
+                         **kw)
+        return await aiohttp_client(app)
+
+    return make
+
+
+@pytest.fixture
+async def http(make_client):
+    return await make_client()

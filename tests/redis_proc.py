@@ -1,0 +1,91 @@
+"""A real redis-server process for tests: a free port, a temp dir, gone afterwards.
+
+The binary is REDIS_SERVER_BIN, else Debian's /usr/bin/redis-server, else the first
+redis-server on PATH. A missing binary fails the run loudly: storage tests never
+silently skip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+
+def redis_server_bin() -> str:
+    for candidate in (os.environ.get("REDIS_SERVER_BIN"), "/usr/bin/redis-server",
+                      shutil.which("redis-server")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    raise RuntimeError(
+        "redis-server not found: install it (apt-get install redis-server) or set "
+        "REDIS_SERVER_BIN; the storage tests need a real server"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisProcess:
+    def __init__(self, directory: Path, *, port: int | None = None,
+                 extra: list[str] | None = None, config: str | None = None) -> None:
+        self.dir = directory
+        self.port = port or free_port()
+        self.extra = extra or []
+        self.config = config
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisProcess:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        argv = [redis_server_bin()]
+        if self.config:
+            argv.append(self.config)
+        argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+                 "--daemonize", "no", "--logfile", "redis.log"]
+        if not self.config:
+            argv += ["--save", "", "--appendonly", "no"]
+        argv += self.extra
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return self
+                except (redis.ConnectionError, redis.BusyLoadingError):
+                    pass
+                if self.proc.poll() is not None:
+                    log = (self.dir / "redis.log")
+                    raise RuntimeError(f"redis-server exited: {log.read_text()[-2000:]}"
+                                       if log.exists() else "redis-server exited")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start in 10 s")
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
