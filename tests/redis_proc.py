@@ -56,8 +56,10 @@ class RedisProcess:
         if not self.config:
             argv += ["--save", "", "--appendonly", "no"]
         argv += self.extra
+        # cwd is the temp dir, so a config's relative `dir ./data` lands in it too.
+        (self.dir / "data").mkdir(exist_ok=True)
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+                                     stderr=subprocess.DEVNULL, cwd=self.dir)
         deadline = time.monotonic() + 10
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         try:

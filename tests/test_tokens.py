@@ -1,0 +1,170 @@
+"""Attack tokens: every one is a 401 with WWW-Authenticate: Bearer error="invalid_token"."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from authsvc.config import ConfigError, Settings
+from authsvc.tokens import TokenService, key_id
+
+from .conftest import SECRET
+from .helpers import error_of, login, register, user_with_token
+
+OLD_SECRET = "previous-secret-" + "y" * 40
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _claims(subject: str, **over) -> dict:
+    now = int(time.time())
+    base = {"sub": subject, "preferred_username": "u", "iss": "authsvc", "aud": "authsvc",
+            "iat": now, "exp": now + 600, "jti": "j"}
+    base.update(over)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def _sign(claims: dict, secret: str = SECRET, **headers) -> str:
+    return jwt.encode(claims, secret, algorithm="HS256",
+                      headers={"kid": key_id(secret), **headers})
+
+
+async def _assert_invalid(http, authorization: str | None, code: str = "invalid_token"):
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    resp = await http.get("/characters", headers=headers)
+    assert resp.status == 401, authorization
+    assert (await error_of(resp))["code"] == code
+    challenge = resp.headers["WWW-Authenticate"]
+    assert challenge.startswith("Bearer ")
+    if code == "invalid_token":
+        assert 'error="invalid_token"' in challenge
+
+
+async def test_valid_token_works(http):
+    _, auth = await user_with_token(http)
+    assert (await http.get("/characters", headers=auth)).status == 200
+
+
+async def test_alg_none_is_refused(http):
+    user = await register(http)
+    header = _b64(json.dumps({"alg": "none", "typ": "JWT", "kid": key_id(SECRET)}).encode())
+    body = _b64(json.dumps(_claims(str(user["id"]))).encode())
+    for token in (f"{header}.{body}.", f"{header}.{body}"):
+        await _assert_invalid(http, f"Bearer {token}")
+
+
+async def test_wrong_signature_expired_issuer_audience(http):
+    user = await register(http)
+    sub = str(user["id"])
+    now = int(time.time())
+    await _assert_invalid(http, f"Bearer {_sign(_claims(sub), secret='z' * 40)}")
+    good = _sign(_claims(sub))
+    tampered = good[:-2] + ("AA" if not good.endswith("AA") else "BB")
+    await _assert_invalid(http, f"Bearer {tampered}")
+    await _assert_invalid(http, f"Bearer {_sign(_claims(sub, iat=now - 4000, exp=now - 3600))}")
+    await _assert_invalid(http, f"Bearer {_sign(_claims(sub, iss='evil'))}")
+    await _assert_invalid(http, f"Bearer {_sign(_claims(sub, aud='other-service'))}")
+    for missing in ("exp", "iss", "aud", "sub", "jti", "iat"):
+        await _assert_invalid(http, f"Bearer {_sign(_claims(sub, **{missing: None}))}")
+    await _assert_invalid(http, f"Bearer {_sign(_claims('not-a-number'))}")
+
+
+async def test_within_leeway_is_accepted(http):
+    user = await register(http)
+    now = int(time.time())
+    token = _sign(_claims(str(user["id"]), iat=now - 700, exp=now - 10))
+    resp = await http.get("/characters", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 200
+
+
+async def test_malformed_headers(http):
+    await _assert_invalid(http, None, code="missing_token")
+    await _assert_invalid(http, "", code="missing_token")
+    for value in ("Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc", "Bearer a.b.c",
+                  "Bearer !!!", "Bearer " + "A" * 5000, "Bearer e30.e30.e30",
+                  "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"):
+        await _assert_invalid(http, value)
+
+
+async def test_rs256_and_hs_with_public_key_are_refused(http):
+    user = await register(http)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rs = jwt.encode(_claims(str(user["id"])), key, algorithm="RS256",
+                    headers={"kid": key_id(SECRET)})
+    await _assert_invalid(http, f"Bearer {rs}")
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    # The classic confusion attack: the public key used as an HMAC secret.
+    forged = jwt.api_jws.PyJWS().encode(
+        json.dumps(_claims(str(user["id"]))).encode(), "x" * 32, algorithm="HS256",
+        headers={"kid": key_id(SECRET)})
+    forged = forged.rsplit(".", 1)[0] + "." + _b64(
+        __import__("hmac").new(pem, forged.rsplit(".", 1)[0].encode(), "sha256").digest())
+    await _assert_invalid(http, f"Bearer {forged}")
+    await _assert_invalid(http, f"Bearer {_sign(_claims(str(user['id'])), alg='HS512')}")
+
+
+async def test_secret_rotation_by_kid(make_client):
+    # Tokens signed with the old secret keep working after rotation, new ones use the new.
+    old_http = await make_client(jwt_secret=OLD_SECRET)
+    user = await register(old_http)
+    old_token = await login(old_http, user)
+    http = await make_client(jwt_previous_secrets=(OLD_SECRET,))
+    resp = await http.get("/characters", headers={"Authorization": f"Bearer {old_token}"})
+    assert resp.status == 200
+    new_token = await login(http, user)
+    assert jwt.get_unverified_header(new_token)["kid"] == key_id(SECRET)
+    # Without the old secret configured, old tokens are refused.
+    strict = await make_client()
+    await _assert_invalid(strict, f"Bearer {old_token}")
+    # A token signed with the old secret but claiming the current kid is refused.
+    liar = _sign(_claims(str(user["id"])), secret=OLD_SECRET, kid=key_id(SECRET))
+    await _assert_invalid(http, f"Bearer {liar}")
+
+
+async def test_token_of_deleted_or_disabled_account_is_refused(http, store):
+    user, auth = await user_with_token(http)
+    assert (await http.get("/characters", headers=auth)).status == 200  # now cached
+    await store.hset(f"account:{{{user['id']}}}", "is_active", "0")
+    for path in ("/characters", "/api/v1/users/me"):
+        resp = await http.get(path, headers=auth)
+        assert resp.status == 401 and (await error_of(resp))["code"] == "invalid_token"
+    await store.delete(f"account:{{{user['id']}}}")
+    resp = await http.post("/characters", headers=auth,
+                           json={"name": "x", "sex": 0, "race": 0})
+    assert resp.status == 401
+    assert await store.dbsize() == 2  # nothing was resurrected, only the two claims remain
+
+
+def test_token_service_rejects_garbage_without_exceptions_leaking():
+    svc = TokenService(secret=SECRET, issuer="authsvc", audience="authsvc", ttl=60)
+    for token in ("", ".", "..", "a.b", "\x00", "e30." * 3):
+        with pytest.raises(Exception) as info:
+            svc.verify(token)
+        assert type(info.value).__name__ == "InvalidToken"
+
+
+@pytest.mark.parametrize("secret", ["", "short", "x" * 31])
+def test_short_secret_refuses_to_start(secret):
+    with pytest.raises(ConfigError, match="API_JWT_SECRET must be at least 32 bytes"):
+        Settings.from_env({"API_JWT_SECRET": secret})
+
+
+def test_cli_refuses_to_start_with_one_line_reason():
+    proc = subprocess.run([sys.executable, "-m", "authsvc", "serve"], capture_output=True,
+                          text=True, env={"API_JWT_SECRET": "too-short", "PATH": "/usr/bin"},
+                          timeout=30)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "API_JWT_SECRET" in lines[0]
+    assert "too-short" not in proc.stderr  # the secret itself is never printed
