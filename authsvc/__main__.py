@@ -38,7 +38,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _logging(settings.log_level)
     logging.getLogger("authsvc").info("starting with settings %s", settings.masked())
     web.run_app(
-        create_app(settings), host=settings.host, port=settings.port, access_log=None,
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
         print=None,
     )
     return 0

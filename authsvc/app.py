@@ -40,9 +40,7 @@ def create_app(
     """Build the service. `client` injects a store client (tests: fakeredis or a
     redis-server they started); without it the app connects to `settings.store_url`,
     starting an embedded store when KEYDB_URL is unset and nothing answers there."""
-    app = web.Application(
-        middlewares=[error_middleware], client_max_size=settings.max_body_bytes
-    )
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     tokens = TokenService(
         secret=settings.jwt_secret,
@@ -56,15 +54,13 @@ def create_app(
     app[AUTHENTICATOR] = Authenticator(
         tokens=tokens, cache_size=settings.token_cache_size, clock=clock
     )
-    app[HASHER] = hasher or PasswordHasher(
-        cost=settings.bcrypt_cost, threads=settings.hash_threads
-    )
+    app[HASHER] = hasher or PasswordHasher(cost=settings.bcrypt_cost, threads=settings.hash_threads)
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         async with embedded.store_url(settings, may_start=client is None) as url:
             own_client = client is None
-            store = client if client is not None else create_client(
-                url, timeout=settings.store_timeout
+            store = (
+                client if client is not None else create_client(url, timeout=settings.store_timeout)
             )
             app[STORE] = store
             app[SERVICES] = Services(

@@ -42,8 +42,9 @@ class Authenticator:
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal for an `Authorization` header value; InvalidToken otherwise."""
         if not authorization:
-            raise InvalidToken("an Authorization: Bearer <token> header is required",
-                               code=Code.MISSING_TOKEN)
+            raise InvalidToken(
+                "an Authorization: Bearer <token> header is required", code=Code.MISSING_TOKEN
+            )
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:

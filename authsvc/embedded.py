@@ -59,16 +59,26 @@ def data_dir_for(binary: ServerBinary, base: str) -> Path:
 def server_args(binary: ServerBinary, *, port: int, data_dir: Path) -> list[str]:
     return [
         binary.path,
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--protected-mode", "yes",
-        "--dir", str(data_dir.resolve()),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--save", "",
-        "--maxmemory-policy", "noeviction",
-        "--daemonize", "no",
-        "--logfile", "store.log",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--protected-mode",
+        "yes",
+        "--dir",
+        str(data_dir.resolve()),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--maxmemory-policy",
+        "noeviction",
+        "--daemonize",
+        "no",
+        "--logfile",
+        "store.log",
     ]
 
 
@@ -90,7 +100,8 @@ class EmbeddedStore:
         # Popen only forks; it does not wait on the child.
         proc = subprocess.Popen(  # noqa: S603, ASYNC220 - fixed argv, no shell
             server_args(binary, port=port, data_dir=directory),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
         )
         url = f"redis://127.0.0.1:{port}/0"
         client = create_client(url, timeout=1.0)
@@ -108,8 +119,13 @@ class EmbeddedStore:
                 await asyncio.sleep(0.05)
         finally:
             await client.aclose()
-        log.info("started embedded %s store (%s) on %s, data in %s",
-                 binary.kind, binary.path, url, directory)
+        log.info(
+            "started embedded %s store (%s) on %s, data in %s",
+            binary.kind,
+            binary.path,
+            url,
+            directory,
+        )
         return cls(proc, url, binary)
 
     def stop(self) -> None:

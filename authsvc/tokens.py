@@ -90,8 +90,12 @@ class TokenService:
                 issuer=self.issuer,
                 # Times are checked below against the injected clock (pyjwt reads the
                 # wall clock, which would make expiry untestable).
-                options={"require": REQUIRED_CLAIMS, "verify_exp": False,
-                         "verify_iat": False, "verify_nbf": False},
+                options={
+                    "require": REQUIRED_CLAIMS,
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
         except jwt.PyJWTError:
             raise InvalidToken() from None

@@ -91,8 +91,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return await handler(request)
     except DomainError as exc:
         if exc.code == Code.STORE_UNAVAILABLE:
-            log.warning("store unavailable: %s %s: %r", request.method, request.path,
-                        exc.__cause__)
+            log.warning("store unavailable: %s %s: %r", request.method, request.path, exc.__cause__)
         return error_response(exc.code, exc.message, fields=exc.fields)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -115,8 +114,10 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if ctype != "application/json" and not (
         ctype.startswith("application/") and ctype.endswith("+json")
     ):
-        raise DomainError("the body must be JSON (Content-Type: application/json)",
-                          code=Code.UNSUPPORTED_MEDIA_TYPE)
+        raise DomainError(
+            "the body must be JSON (Content-Type: application/json)",
+            code=Code.UNSUPPORTED_MEDIA_TYPE,
+        )
     raw = await request.read()  # raises 413 past client_max_size
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
@@ -197,8 +198,18 @@ class Api:
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
             self.endpoints.append(
-                Endpoint(method, path, handler, summary, tags, body, query,
-                         responses or {}, auth, options)
+                Endpoint(
+                    method,
+                    path,
+                    handler,
+                    summary,
+                    tags,
+                    body,
+                    query,
+                    responses or {},
+                    auth,
+                    options,
+                )
             )
             return handler
 
@@ -211,7 +222,11 @@ class Api:
 
 def _wrap(ep: Endpoint) -> Handler:
     handler, body_schema, query_schema, auth, options = (
-        ep.handler, ep.body, ep.query, ep.auth, ep.options,
+        ep.handler,
+        ep.body,
+        ep.query,
+        ep.auth,
+        ep.options,
     )
 
     @functools.wraps(handler)
@@ -228,5 +243,3 @@ def _wrap(ep: Endpoint) -> Handler:
         return await handler(request, **kw)
 
     return wrapped
-
-

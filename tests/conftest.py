@@ -60,8 +60,7 @@ async def make_client(aiohttp_client, store):
         kw = {}
         if clock is not None:
             kw["clock"] = clock
-        app = create_app(make_settings(**overrides), client=client or store, hasher=hasher,
-                         **kw)
+        app = create_app(make_settings(**overrides), client=client or store, hasher=hasher, **kw)
         return await aiohttp_client(app)
 
     return make

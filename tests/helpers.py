@@ -7,8 +7,11 @@ _n = itertools.count()
 
 def new_user(prefix: str = "user") -> dict:
     i = next(_n)
-    return {"username": f"{prefix}_{i}", "email": f"{prefix}{i}@example.com",
-            "password": "correct horse battery"}
+    return {
+        "username": f"{prefix}_{i}",
+        "email": f"{prefix}{i}@example.com",
+        "password": "correct horse battery",
+    }
 
 
 async def register(http, user: dict | None = None) -> dict:
@@ -19,8 +22,9 @@ async def register(http, user: dict | None = None) -> dict:
 
 
 async def login(http, user: dict) -> str:
-    resp = await http.post("/login", json={"username": user["username"],
-                                           "password": user["password"]})
+    resp = await http.post(
+        "/login", json={"username": user["username"], "password": user["password"]}
+    )
     assert resp.status == 200, await resp.text()
     return (await resp.json())["token"]
 

@@ -17,8 +17,11 @@ import redis
 
 
 def redis_server_bin() -> str:
-    for candidate in (os.environ.get("REDIS_SERVER_BIN"), "/usr/bin/redis-server",
-                      shutil.which("redis-server")):
+    for candidate in (
+        os.environ.get("REDIS_SERVER_BIN"),
+        "/usr/bin/redis-server",
+        shutil.which("redis-server"),
+    ):
         if candidate and os.path.exists(candidate):
             return candidate
     raise RuntimeError(
@@ -34,8 +37,14 @@ def free_port() -> int:
 
 
 class RedisProcess:
-    def __init__(self, directory: Path, *, port: int | None = None,
-                 extra: list[str] | None = None, config: str | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        extra: list[str] | None = None,
+        config: str | None = None,
+    ) -> None:
         self.dir = directory
         self.port = port or free_port()
         self.extra = extra or []
@@ -51,15 +60,26 @@ class RedisProcess:
         argv = [redis_server_bin()]
         if self.config:
             argv.append(self.config)
-        argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-                 "--daemonize", "no", "--logfile", "redis.log"]
+        argv += [
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--daemonize",
+            "no",
+            "--logfile",
+            "redis.log",
+        ]
         if not self.config:
             argv += ["--save", "", "--appendonly", "no"]
         argv += self.extra
         # cwd is the temp dir, so a config's relative `dir ./data` lands in it too.
         (self.dir / "data").mkdir(exist_ok=True)
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, cwd=self.dir)
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.dir
+        )
         deadline = time.monotonic() + 10
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         try:
@@ -70,9 +90,12 @@ class RedisProcess:
                 except (redis.ConnectionError, redis.BusyLoadingError):
                     pass
                 if self.proc.poll() is not None:
-                    log = (self.dir / "redis.log")
-                    raise RuntimeError(f"redis-server exited: {log.read_text()[-2000:]}"
-                                       if log.exists() else "redis-server exited")
+                    log = self.dir / "redis.log"
+                    raise RuntimeError(
+                        f"redis-server exited: {log.read_text()[-2000:]}"
+                        if log.exists()
+                        else "redis-server exited"
+                    )
                 if time.monotonic() > deadline:
                     raise RuntimeError("redis-server did not start in 10 s")
                 time.sleep(0.02)

@@ -13,15 +13,20 @@ HERO = {"name": "Aria", "description": "", "sex": 0, "race": 0}
 
 
 async def test_non_json_and_wrong_content_type(http):
-    resp = await http.post("/register", data="not json",
-                           headers={"Content-Type": "application/json"})
+    resp = await http.post(
+        "/register", data="not json", headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 400 and (await error_of(resp))["code"] == "invalid_json"
-    resp = await http.post("/register", data=json.dumps(new_user()),
-                           headers={"Content-Type": "text/plain"})
+    resp = await http.post(
+        "/register", data=json.dumps(new_user()), headers={"Content-Type": "text/plain"}
+    )
     assert resp.status == 415 and (await error_of(resp))["code"] == "unsupported_media_type"
     for raw in ("[]", '"x"', "1", "null", '{"a": NaN}', "\xff", "[" * 50000):
-        resp = await http.post("/login", data=raw.encode("latin-1", "replace"),
-                               headers={"Content-Type": "application/json"})
+        resp = await http.post(
+            "/login",
+            data=raw.encode("latin-1", "replace"),
+            headers={"Content-Type": "application/json"},
+        )
         assert resp.status == 400, raw[:10]
 
 
@@ -40,19 +45,22 @@ async def test_unknown_and_missing_fields_and_wrong_types(http):
     assert set(err["fields"]) == {"username", "email", "password"}
 
 
-@pytest.mark.parametrize(("field", "value", "needle"), [
-    ("username", "ab", "3 to 50"),
-    ("username", "a" * 51, "3 to 50"),
-    ("username", "bad name", "3 to 50"),
-    ("username", "bad\nname", "3 to 50"),
-    ("username", "ünïcode", "3 to 50"),
-    ("email", "not-an-email", "email"),
-    ("email", "a@b", "email"),
-    ("password", "short", "at least 8"),
-    ("password", "x" * 73, "72 bytes"),
-    ("password", "€" * 25, "75 bytes"),  # 25 characters, 75 bytes in UTF-8
-    ("password", "abcdefgh\x00", "NUL"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("username", "ab", "3 to 50"),
+        ("username", "a" * 51, "3 to 50"),
+        ("username", "bad name", "3 to 50"),
+        ("username", "bad\nname", "3 to 50"),
+        ("username", "ünïcode", "3 to 50"),
+        ("email", "not-an-email", "email"),
+        ("email", "a@b", "email"),
+        ("password", "short", "at least 8"),
+        ("password", "x" * 73, "72 bytes"),
+        ("password", "€" * 25, "75 bytes"),  # 25 characters, 75 bytes in UTF-8
+        ("password", "abcdefgh\x00", "NUL"),
+    ],
+)
 async def test_registration_rules(http, field, value, needle):
     resp = await http.post("/register", json=new_user() | {field: value})
     assert resp.status == 422
@@ -64,16 +72,28 @@ async def test_registration_rules(http, field, value, needle):
 async def test_72_byte_password_is_accepted_whole(http):
     user = new_user() | {"password": "é" * 36}  # exactly 72 bytes
     assert (await http.post("/register", json=user)).status == 201
-    resp = await http.post("/login", json={"username": user["username"],
-                                           "password": "é" * 35 + "e"})
+    resp = await http.post(
+        "/login", json={"username": user["username"], "password": "é" * 35 + "e"}
+    )
     assert resp.status == 401
 
 
-@pytest.mark.parametrize("patch", [
-    {"sex": -1}, {"sex": 2**32}, {"sex": "1"}, {"sex": 1.5}, {"sex": True},
-    {"race": None}, {"name": ""}, {"name": "x" * 65}, {"name": "a\x07b"},
-    {"description": 5}, {"owner": 1},
-])
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"sex": -1},
+        {"sex": 2**32},
+        {"sex": "1"},
+        {"sex": 1.5},
+        {"sex": True},
+        {"race": None},
+        {"name": ""},
+        {"name": "x" * 65},
+        {"name": "a\x07b"},
+        {"description": 5},
+        {"owner": 1},
+    ],
+)
 async def test_character_input_rules(http, patch):
     _, auth = await user_with_token(http)
     resp = await http.post("/characters", json=HERO | patch, headers=auth)
@@ -100,12 +120,29 @@ async def test_unknown_route_and_method_are_json(http):
 async def test_random_garbage_never_500(http):
     _, auth = await user_with_token(http)
     rng = random.Random(7)
-    values = [None, True, 0, -1, 2**70, 1e308, "", "x" * 300, [], {}, {"a": [1]}, "\u0000",
-              "💥" * 10]
+    values = [
+        None,
+        True,
+        0,
+        -1,
+        2**70,
+        1e308,
+        "",
+        "x" * 300,
+        [],
+        {},
+        {"a": [1]},
+        "\u0000",
+        "💥" * 10,
+    ]
     paths = ["/register", "/login", "/characters", "/api/v1/characters"]
     for _ in range(200):
-        body = {rng.choice(["username", "email", "password", "name", "sex", "race",
-                            "description", "zz"]): rng.choice(values) for _ in range(3)}
+        body = {
+            rng.choice(
+                ["username", "email", "password", "name", "sex", "race", "description", "zz"]
+            ): rng.choice(values)
+            for _ in range(3)
+        }
         resp = await http.post(rng.choice(paths), json=body, headers=auth)
         assert resp.status < 500, (body, await resp.text())
         await error_of(resp) if resp.status >= 400 else None

@@ -29,10 +29,10 @@ class Clock:
 async def services(fake_store):
     clock = Clock()
     hasher = PasswordHasher(cost=4, threads=1)
-    tokens = TokenService(secret=SECRET, issuer="authsvc", audience="authsvc", ttl=900,
-                          clock=clock)
-    accounts = AccountService(store=AccountStore(fake_store), hasher=hasher, tokens=tokens,
-                              clock=clock)
+    tokens = TokenService(secret=SECRET, issuer="authsvc", audience="authsvc", ttl=900, clock=clock)
+    accounts = AccountService(
+        store=AccountStore(fake_store), hasher=hasher, tokens=tokens, clock=clock
+    )
     characters = CharacterService(store=CharacterStore(fake_store), cap=3, clock=clock)
     yield accounts, characters, tokens, clock
     hasher.close()

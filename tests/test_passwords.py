@@ -35,8 +35,9 @@ async def test_healthz_answers_while_a_slow_login_is_in_flight(make_client):
     http = await make_client(hasher=PasswordHasher(cost=4, threads=2, checkpw=check))
     user = await register(http)
     started = time.monotonic()
-    pending = asyncio.ensure_future(http.post("/login", json={
-        "username": user["username"], "password": user["password"]}))
+    pending = asyncio.ensure_future(
+        http.post("/login", json={"username": user["username"], "password": user["password"]})
+    )
     await asyncio.sleep(0.2)
     assert not pending.done()
     for _ in range(5):
@@ -54,13 +55,16 @@ async def test_unknown_account_still_runs_one_bcrypt_check(make_client):
     check = CountingCheck()
     http = await make_client(hasher=PasswordHasher(cost=4, threads=2, checkpw=check))
     user = await register(http)
-    wrong = await http.post("/login", json={"username": user["username"],
-                                            "password": "wrong password"})
+    wrong = await http.post(
+        "/login", json={"username": user["username"], "password": "wrong password"}
+    )
     calls_wrong = check.calls
-    unknown = await http.post("/login", json={"username": "nobody_here",
-                                              "password": "wrong password"})
-    unknown_email = await http.post("/login", json={"username": "no@body.io",
-                                                    "password": "x" * 100})
+    unknown = await http.post(
+        "/login", json={"username": "nobody_here", "password": "wrong password"}
+    )
+    unknown_email = await http.post(
+        "/login", json={"username": "no@body.io", "password": "x" * 100}
+    )
     assert check.calls == calls_wrong + 2  # exactly one check each
     bodies = [await error_of(r) for r in (wrong, unknown, unknown_email)]
     assert [r.status for r in (wrong, unknown, unknown_email)] == [401, 401, 401]
@@ -85,8 +89,9 @@ async def test_miss_and_wrong_password_take_the_same_time(make_client):
 async def test_inactive_account_cannot_log_in(http, store):
     user = await register(http)
     await store.hset(f"account:{{{user['id']}}}", "is_active", "0")
-    resp = await http.post("/login", json={"username": user["username"],
-                                           "password": user["password"]})
+    resp = await http.post(
+        "/login", json={"username": user["username"], "password": user["password"]}
+    )
     assert resp.status == 403 and (await error_of(resp))["code"] == "account_disabled"
     # With the wrong password, a disabled account looks like any other miss.
     resp = await http.post("/login", json={"username": user["username"], "password": "nope"})
@@ -106,6 +111,7 @@ async def test_hash_is_upgraded_when_the_cost_changes(make_client, store):
 
 async def test_default_cost_is_the_identity_designs():
     from authsvc.config import Settings
+
     assert Settings(jwt_secret="s" * 32).bcrypt_cost == 12
     assert Settings.from_env({"API_JWT_SECRET": "s" * 32, "BCRYPT_COST": "11"}).bcrypt_cost == 11
 
@@ -114,5 +120,6 @@ async def test_registration_hash_uses_configured_cost(http, store):
     user = new_user()
     body = await (await http.post("/register", json=user)).json()
     stored = await store.hget(f"account:{{{body['id']}}}", "password")
-    assert stored.startswith("$2b$04$") and bcrypt.checkpw(user["password"].encode(),
-                                                           stored.encode())
+    assert stored.startswith("$2b$04$") and bcrypt.checkpw(
+        user["password"].encode(), stored.encode()
+    )

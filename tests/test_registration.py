@@ -78,9 +78,18 @@ async def _crashed_registration(store, user, *, age_ms: int, claims=("username",
     """The state a process leaves when it dies after claiming, before activating."""
     now = int(time.time() * 1000)
     aid = "4242"
-    await store.hset(keys.account(aid), mapping={
-        "id": aid, "username": user["username"], "email": user["email"],
-        "password": "x", "created_at": now - age_ms, "is_active": "1", "pending": "1"})
+    await store.hset(
+        keys.account(aid),
+        mapping={
+            "id": aid,
+            "username": user["username"],
+            "email": user["email"],
+            "password": "x",
+            "created_at": now - age_ms,
+            "is_active": "1",
+            "pending": "1",
+        },
+    )
     if "username" in claims:
         await store.set(keys.username_claim(user["username"].lower()), aid)
     if "email" in claims:
@@ -97,8 +106,9 @@ async def test_claim_of_a_young_pending_registration_is_taken(http, store):
 
 async def test_claim_of_a_dead_pending_registration_is_taken_over(http, store):
     user = new_user()
-    dead = await _crashed_registration(store, user, age_ms=PENDING_TIMEOUT_MS + 1000,
-                                       claims=("username", "email"))
+    dead = await _crashed_registration(
+        store, user, age_ms=PENDING_TIMEOUT_MS + 1000, claims=("username", "email")
+    )
     resp = await http.post("/register", json=user)
     assert resp.status == 201
     assert not await store.exists(keys.account(dead))
@@ -110,23 +120,38 @@ async def test_pending_accounts_cannot_log_in(http, store):
     await register(http, user)
     aid = await store.get(keys.username_claim(user["username"].lower()))
     await store.hset(keys.account(aid), "pending", "1")
-    resp = await http.post("/login", json={"username": user["username"],
-                                           "password": user["password"]})
+    resp = await http.post(
+        "/login", json={"username": user["username"], "password": user["password"]}
+    )
     assert resp.status == 401
 
 
 async def test_abandoned_registration_releases_its_claims(store):
     """A registration that stalls past the timeout loses to a competitor and cleans up."""
     accounts = AccountStore(store, pending_timeout_ms=0)
-    stalled = NewAccount(id=1, username="slow", email="slow@x.io", username_lc="slow",
-                         email_lc="slow@x.io", password_hash="h", created_at_ms=0)
+    stalled = NewAccount(
+        id=1,
+        username="slow",
+        email="slow@x.io",
+        username_lc="slow",
+        email_lc="slow@x.io",
+        password_hash="h",
+        created_at_ms=0,
+    )
 
     real_activate = accounts._activate
 
     async def competitor_then_activate(**kw):
         # While we were stalled, a competitor declared us dead and took the username.
-        fresh = NewAccount(id=2, username="slow", email="fast@x.io", username_lc="slow",
-                           email_lc="fast@x.io", password_hash="h", created_at_ms=10)
+        fresh = NewAccount(
+            id=2,
+            username="slow",
+            email="fast@x.io",
+            username_lc="slow",
+            email_lc="fast@x.io",
+            password_hash="h",
+            created_at_ms=10,
+        )
         assert await AccountStore(store, pending_timeout_ms=0).create(fresh, now_ms=10)
         return await real_activate(**kw)
 
@@ -146,8 +171,9 @@ async def test_check_reports_and_fixes_leftovers(http, store):
     user = await register(http)
     orphan = new_user()
     await store.set(keys.username_claim(orphan["username"].lower()), "777")  # no account
-    dead = await _crashed_registration(store, new_user(), age_ms=PENDING_TIMEOUT_MS + 5000,
-                                       claims=("email",))
+    dead = await _crashed_registration(
+        store, new_user(), age_ms=PENDING_TIMEOUT_MS + 5000, claims=("email",)
+    )
     aid = user["id"]
     await store.zadd(keys.account_characters(aid), {"55": 1})  # index without hash
     await store.hset(keys.character(aid, 66), mapping={"id": "66", "created_at": "5"})

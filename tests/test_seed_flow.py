@@ -25,8 +25,9 @@ async def test_v1_register_and_login_paths(http):
     user = new_user()
     resp = await http.post("/api/v1/auth/register", json=user)
     assert resp.status == 201
-    resp = await http.post("/api/v1/auth/login",
-                           json={"username": user["username"], "password": user["password"]})
+    resp = await http.post(
+        "/api/v1/auth/login", json={"username": user["username"], "password": user["password"]}
+    )
     assert resp.status == 200
     body = await resp.json()
     assert TokenResponse().validate(body) == {}
@@ -38,8 +39,7 @@ async def test_v1_register_and_login_paths(http):
 async def test_login_by_email_and_case_insensitive_username(http):
     user = await register(http)
     for ident in (user["email"].upper(), user["username"].upper()):
-        resp = await http.post("/login", json={"username": ident,
-                                               "password": user["password"]})
+        resp = await http.post("/login", json={"username": ident, "password": user["password"]})
         assert resp.status == 200, ident
 
 
@@ -65,8 +65,7 @@ async def test_character_crud_seed_paths(http):
     assert {k: created[k] for k in HERO} == HERO
     cid = created["id"]
 
-    second = await (await http.post("/characters", json=HERO | {"name": "Bo"},
-                                    headers=auth)).json()
+    second = await (await http.post("/characters", json=HERO | {"name": "Bo"}, headers=auth)).json()
     listed = (await (await http.get("/characters", headers=auth)).json())["characters"]
     assert [c["id"] for c in listed] == [cid, second["id"]]  # oldest first
 
@@ -79,8 +78,9 @@ async def test_character_crud_seed_paths(http):
     assert updated["name"] == "Aria II" and updated["description"] == "a ranger"
 
     # Option::None from a Rust client arrives as null: "leave as is".
-    resp = await http.put(f"/characters/{cid}", json={"name": None, "description": "x"},
-                          headers=auth)
+    resp = await http.put(
+        f"/characters/{cid}", json={"name": None, "description": "x"}, headers=auth
+    )
     assert (await resp.json())["name"] == "Aria II"
 
     resp = await http.delete(f"/characters/{cid}", headers=auth)
@@ -99,11 +99,9 @@ async def test_foreign_character_is_401_on_seed_and_404_on_v1(http):
         resp = await http.request(method, f"/characters/{cid}", json=body, headers=mallory)
         assert resp.status == 401, method
         assert (await error_of(resp))["code"] == "character_not_owned"
-        resp = await http.request(method, f"/api/v1/characters/{cid}", json=body,
-                                  headers=mallory)
+        resp = await http.request(method, f"/api/v1/characters/{cid}", json=body, headers=mallory)
         assert resp.status == 404, method
-        missing = await http.request(method, "/api/v1/characters/12345", json=body,
-                                     headers=mallory)
+        missing = await http.request(method, "/api/v1/characters/12345", json=body, headers=mallory)
         assert missing.status == 404
         assert await error_of(resp) == await error_of(missing)  # indistinguishable
     resp = await http.get(f"/characters/{cid}", headers=alice)

@@ -30,11 +30,12 @@ async def test_outage_is_503_and_recovers_without_restart(aiohttp_client, tmp_pa
         http = await aiohttp_client(create_app(make_settings(), client=client))
         user, auth = await user_with_token(http)
         server.kill()
-        for method, path, body in (("GET", "/characters", None),
-                                   ("POST", "/register", new_user()),
-                                   ("POST", "/login", {"username": user["username"],
-                                                       "password": user["password"]}),
-                                   ("GET", "/readyz", None)):
+        for method, path, body in (
+            ("GET", "/characters", None),
+            ("POST", "/register", new_user()),
+            ("POST", "/login", {"username": user["username"], "password": user["password"]}),
+            ("GET", "/readyz", None),
+        ):
             resp = await http.request(method, path, json=body, headers=auth)
             assert resp.status == 503, path
             err = await error_of(resp)
@@ -86,6 +87,7 @@ def test_keydb_conf_starts_a_real_server(tmp_path):
     server = RedisProcess(tmp_path, config=str(ROOT / "keydb.conf")).start()
     try:
         import redis
+
         r = redis.Redis(port=server.port, decode_responses=True)
         assert r.config_get("appendonly")["appendonly"] == "yes"
         assert r.config_get("appendfsync")["appendfsync"] == "everysec"
@@ -98,8 +100,13 @@ def test_keydb_conf_starts_a_real_server(tmp_path):
 async def test_cli_check_on_a_live_store(redis_server, store):
     await store.set("account:username:ghost", "123")
     env = {**os.environ, "KEYDB_URL": redis_server.url}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "authsvc", "check", *a],  # noqa: E731
-                                    capture_output=True, text=True, env=env, timeout=60)
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "authsvc", "check", *a],  # noqa: E731
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     proc = await asyncio.to_thread(run)
     assert proc.returncode == 1 and "stale claim account:username:ghost" in proc.stdout
     proc = await asyncio.to_thread(run, "--fix")

@@ -28,15 +28,21 @@ def _b64(data: bytes) -> str:
 
 def _claims(subject: str, **over) -> dict:
     now = int(time.time())
-    base = {"sub": subject, "preferred_username": "u", "iss": "authsvc", "aud": "authsvc",
-            "iat": now, "exp": now + 600, "jti": "j"}
+    base = {
+        "sub": subject,
+        "preferred_username": "u",
+        "iss": "authsvc",
+        "aud": "authsvc",
+        "iat": now,
+        "exp": now + 600,
+        "jti": "j",
+    }
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 
 
 def _sign(claims: dict, secret: str = SECRET, **headers) -> str:
-    return jwt.encode(claims, secret, algorithm="HS256",
-                      headers={"kid": key_id(secret), **headers})
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": key_id(secret), **headers})
 
 
 async def _assert_invalid(http, authorization: str | None, code: str = "invalid_token"):
@@ -90,26 +96,42 @@ async def test_within_leeway_is_accepted(http):
 async def test_malformed_headers(http):
     await _assert_invalid(http, None, code="missing_token")
     await _assert_invalid(http, "", code="missing_token")
-    for value in ("Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc", "Bearer a.b.c",
-                  "Bearer !!!", "Bearer " + "A" * 5000, "Bearer e30.e30.e30",
-                  "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"):
+    for value in (
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "Token abc",
+        "Bearer a.b.c",
+        "Bearer !!!",
+        "Bearer " + "A" * 5000,
+        "Bearer e30.e30.e30",
+        "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x",
+    ):
         await _assert_invalid(http, value)
 
 
 async def test_rs256_and_hs_with_public_key_are_refused(http):
     user = await register(http)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    rs = jwt.encode(_claims(str(user["id"])), key, algorithm="RS256",
-                    headers={"kid": key_id(SECRET)})
+    rs = jwt.encode(
+        _claims(str(user["id"])), key, algorithm="RS256", headers={"kid": key_id(SECRET)}
+    )
     await _assert_invalid(http, f"Bearer {rs}")
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     # The classic confusion attack: the public key used as an HMAC secret.
     forged = jwt.api_jws.PyJWS().encode(
-        json.dumps(_claims(str(user["id"]))).encode(), "x" * 32, algorithm="HS256",
-        headers={"kid": key_id(SECRET)})
-    forged = forged.rsplit(".", 1)[0] + "." + _b64(
-        __import__("hmac").new(pem, forged.rsplit(".", 1)[0].encode(), "sha256").digest())
+        json.dumps(_claims(str(user["id"]))).encode(),
+        "x" * 32,
+        algorithm="HS256",
+        headers={"kid": key_id(SECRET)},
+    )
+    forged = (
+        forged.rsplit(".", 1)[0]
+        + "."
+        + _b64(__import__("hmac").new(pem, forged.rsplit(".", 1)[0].encode(), "sha256").digest())
+    )
     await _assert_invalid(http, f"Bearer {forged}")
     await _assert_invalid(http, f"Bearer {_sign(_claims(str(user['id'])), alg='HS512')}")
 
@@ -140,8 +162,7 @@ async def test_token_of_deleted_or_disabled_account_is_refused(http, store):
         resp = await http.get(path, headers=auth)
         assert resp.status == 401 and (await error_of(resp))["code"] == "invalid_token"
     await store.delete(f"account:{{{user['id']}}}")
-    resp = await http.post("/characters", headers=auth,
-                           json={"name": "x", "sex": 0, "race": 0})
+    resp = await http.post("/characters", headers=auth, json={"name": "x", "sex": 0, "race": 0})
     assert resp.status == 401
     assert await store.dbsize() == 2  # nothing was resurrected, only the two claims remain
 
@@ -161,9 +182,13 @@ def test_short_secret_refuses_to_start(secret):
 
 
 def test_cli_refuses_to_start_with_one_line_reason():
-    proc = subprocess.run([sys.executable, "-m", "authsvc", "serve"], capture_output=True,
-                          text=True, env={"API_JWT_SECRET": "too-short", "PATH": "/usr/bin"},
-                          timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "authsvc", "serve"],
+        capture_output=True,
+        text=True,
+        env={"API_JWT_SECRET": "too-short", "PATH": "/usr/bin"},
+        timeout=30,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "API_JWT_SECRET" in lines[0]

@@ -28,38 +28,74 @@ def _ownership(seed: bool):
         yield
     except NotFound:
         if seed:
-            raise Unauthorized("character does not exist or is not yours",
-                               code=Code.CHARACTER_NOT_OWNED) from None
+            raise Unauthorized(
+                "character does not exist or is not yours", code=Code.CHARACTER_NOT_OWNED
+            ) from None
         raise
 
 
-@api.route("GET", SEED, summary="List the caller's characters (seed path)", tags=TAGS,
-           responses={200: schemas.CharacterList})
-@api.route("GET", V1, summary="List the caller's characters", tags=TAGS,
-           responses={200: schemas.CharacterList})
+@api.route(
+    "GET",
+    SEED,
+    summary="List the caller's characters (seed path)",
+    tags=TAGS,
+    responses={200: schemas.CharacterList},
+)
+@api.route(
+    "GET",
+    V1,
+    summary="List the caller's characters",
+    tags=TAGS,
+    responses={200: schemas.CharacterList},
+)
 async def list_characters(request: web.Request, *, principal: Principal) -> web.Response:
     chars = await request.app[SERVICES].characters.list(principal.account_id, sid=principal.sid)
     return json_response({"characters": chars})
 
 
-@api.route("POST", SEED, summary="Create a character (seed path)", tags=TAGS,
-           body=schemas.CreateCharacterRequest(), responses={200: schemas.Character},
-           created=200)
-@api.route("POST", V1, summary="Create a character", tags=TAGS,
-           body=schemas.CreateCharacterRequest(), responses={201: schemas.Character},
-           created=201)
-async def create_character(request: web.Request, *, principal: Principal, body: dict,
-                           created: int) -> web.Response:
+@api.route(
+    "POST",
+    SEED,
+    summary="Create a character (seed path)",
+    tags=TAGS,
+    body=schemas.CreateCharacterRequest(),
+    responses={200: schemas.Character},
+    created=200,
+)
+@api.route(
+    "POST",
+    V1,
+    summary="Create a character",
+    tags=TAGS,
+    body=schemas.CreateCharacterRequest(),
+    responses={201: schemas.Character},
+    created=201,
+)
+async def create_character(
+    request: web.Request, *, principal: Principal, body: dict, created: int
+) -> web.Response:
     char = await request.app[SERVICES].characters.create(
         principal.account_id, sid=principal.sid, **body
     )
     return json_response(char, status=created)
 
 
-@api.route("GET", SEED + ITEM, summary="Read a character (seed path)", tags=TAGS,
-           responses={200: schemas.Character}, seed=True)
-@api.route("GET", V1 + ITEM, summary="Read a character", tags=TAGS,
-           responses={200: schemas.Character}, seed=False)
+@api.route(
+    "GET",
+    SEED + ITEM,
+    summary="Read a character (seed path)",
+    tags=TAGS,
+    responses={200: schemas.Character},
+    seed=True,
+)
+@api.route(
+    "GET",
+    V1 + ITEM,
+    summary="Read a character",
+    tags=TAGS,
+    responses={200: schemas.Character},
+    seed=False,
+)
 async def get_character(request: web.Request, *, principal: Principal, seed: bool):
     with _ownership(seed):
         char = await request.app[SERVICES].characters.get(
@@ -68,14 +104,27 @@ async def get_character(request: web.Request, *, principal: Principal, seed: boo
     return json_response(char)
 
 
-@api.route("PUT", SEED + ITEM, summary="Rename or redescribe a character (seed path)",
-           tags=TAGS, body=schemas.UpdateCharacterRequest(),
-           responses={200: schemas.Character}, seed=True)
-@api.route("PUT", V1 + ITEM, summary="Rename or redescribe a character", tags=TAGS,
-           body=schemas.UpdateCharacterRequest(), responses={200: schemas.Character},
-           seed=False)
-async def update_character(request: web.Request, *, principal: Principal, body: dict,
-                           seed: bool) -> web.Response:
+@api.route(
+    "PUT",
+    SEED + ITEM,
+    summary="Rename or redescribe a character (seed path)",
+    tags=TAGS,
+    body=schemas.UpdateCharacterRequest(),
+    responses={200: schemas.Character},
+    seed=True,
+)
+@api.route(
+    "PUT",
+    V1 + ITEM,
+    summary="Rename or redescribe a character",
+    tags=TAGS,
+    body=schemas.UpdateCharacterRequest(),
+    responses={200: schemas.Character},
+    seed=False,
+)
+async def update_character(
+    request: web.Request, *, principal: Principal, body: dict, seed: bool
+) -> web.Response:
     with _ownership(seed):
         char = await request.app[SERVICES].characters.update(
             principal.account_id, int(request.match_info["id"]), sid=principal.sid, **body
@@ -83,15 +132,21 @@ async def update_character(request: web.Request, *, principal: Principal, body: 
     return json_response(char)
 
 
-@api.route("DELETE", SEED + ITEM, summary="Delete a character (seed path)", tags=TAGS,
-           responses={200: schemas.Deleted}, seed=True)
-@api.route("DELETE", V1 + ITEM, summary="Delete a character", tags=TAGS,
-           responses={204: None}, seed=False)
+@api.route(
+    "DELETE",
+    SEED + ITEM,
+    summary="Delete a character (seed path)",
+    tags=TAGS,
+    responses={200: schemas.Deleted},
+    seed=True,
+)
+@api.route(
+    "DELETE", V1 + ITEM, summary="Delete a character", tags=TAGS, responses={204: None}, seed=False
+)
 async def delete_character(request: web.Request, *, principal: Principal, seed: bool):
     cid = int(request.match_info["id"])
     with _ownership(seed):
-        await request.app[SERVICES].characters.delete(principal.account_id, cid,
-                                                       sid=principal.sid)
+        await request.app[SERVICES].characters.delete(principal.account_id, cid, sid=principal.sid)
     if seed:
         return json_response({"id": cid, "deleted": True})
     return web.Response(status=204)

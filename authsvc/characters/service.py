@@ -35,8 +35,9 @@ class CharacterService:
         self._cap = cap
         self._clock = clock
 
-    async def create(self, account_id: int, *, name: str, description: str, sex: int,
-                     race: int, sid: str = "") -> dict:
+    async def create(
+        self, account_id: int, *, name: str, description: str, sex: int, race: int, sid: str = ""
+    ) -> dict:
         for _ in range(3):
             c = {
                 "id": str(new_id()),
@@ -52,9 +53,7 @@ class CharacterService:
             except IdCollision:
                 continue
             except CharacterLimit:
-                raise LimitReached(
-                    f"an account may have at most {self._cap} characters"
-                ) from None
+                raise LimitReached(f"an account may have at most {self._cap} characters") from None
             except Unauthenticated:
                 raise _gone() from None
             return character_view(c)
@@ -75,8 +74,15 @@ class CharacterService:
         except CharacterNotFound:
             raise _missing() from None
 
-    async def update(self, account_id: int, character_id: int, *, name: str | None = None,
-                     description: str | None = None, sid: str = "") -> dict:
+    async def update(
+        self,
+        account_id: int,
+        character_id: int,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        sid: str = "",
+    ) -> dict:
         _check_id(character_id)
         changes = {k: v for k, v in (("name", name), ("description", description)) if v is not None}
         try:

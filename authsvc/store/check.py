@@ -58,7 +58,7 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
                 if aid is None:
                     continue
                 live = created is not None and not (pending == "1" and int(created) < cutoff)
-                if live and pending != "1" and norm(value or "") != claim[len(prefix):]:
+                if live and pending != "1" and norm(value or "") != claim[len(prefix) :]:
                     live = False
                 if live:
                     continue
