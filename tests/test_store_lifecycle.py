@@ -100,13 +100,11 @@ def test_keydb_conf_starts_a_real_server(tmp_path):
 async def test_cli_check_on_a_live_store(redis_server, store):
     await store.set("account:username:ghost", "123")
     env = {**os.environ, "KEYDB_URL": redis_server.url}
-    run = lambda *a: subprocess.run(
-        [sys.executable, "-m", "authsvc", "check", *a],  # noqa: E731
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "authsvc", "check", *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+
     proc = await asyncio.to_thread(run)
     assert proc.returncode == 1 and "stale claim account:username:ghost" in proc.stdout
     proc = await asyncio.to_thread(run, "--fix")
