@@ -58,8 +58,8 @@ def pinned(core: int | None, argv: list[str]) -> list[str]:
     return ["taskset", "-c", str(core), *argv]
 
 
-async def wait_http(url: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_http(url: str, wait: float = 20.0) -> None:
+    deadline = time.monotonic() + wait
     async with aiohttp.ClientSession() as s:
         while True:
             try:
