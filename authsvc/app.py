@@ -13,7 +13,7 @@ from . import embedded, health
 from .accounts import routes as account_routes
 from .accounts.service import AccountService
 from .app_keys import HASHER, SERVICES, SETTINGS, STORE, Services
-from .auth import Authenticator
+from .auth import Authenticator, LocalVerifier
 from .characters import routes as character_routes
 from .characters.service import CharacterService
 from .clock import Clock
@@ -52,7 +52,9 @@ def create_app(
         clock=clock,
     )
     app[AUTHENTICATOR] = Authenticator(
-        tokens=tokens, cache_size=settings.token_cache_size, clock=clock
+        verifiers={settings.jwt_issuer: LocalVerifier(tokens)},
+        cache_size=settings.token_cache_size,
+        clock=clock,
     )
     app[HASHER] = hasher or PasswordHasher(cost=settings.bcrypt_cost, threads=settings.hash_threads)
 

@@ -17,6 +17,7 @@ class Code(StrEnum):
     ACCOUNT_DISABLED = "account_disabled"
     MISSING_TOKEN = "missing_token"
     INVALID_TOKEN = "invalid_token"
+    FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
     CHARACTER_NOT_OWNED = "character_not_owned"
     CHARACTER_LIMIT = "character_limit_reached"

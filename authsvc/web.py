@@ -32,6 +32,7 @@ STATUS: dict[Code, int] = {
     Code.CONFLICT: 409,
     Code.INVALID_CREDENTIALS: 401,
     Code.ACCOUNT_DISABLED: 403,
+    Code.FORBIDDEN: 403,
     Code.MISSING_TOKEN: 401,
     Code.INVALID_TOKEN: 401,
     Code.NOT_FOUND: 404,
@@ -233,7 +234,7 @@ def _wrap(ep: Endpoint) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         kw: dict[str, Any] = dict(options)
         if auth:
-            kw["principal"] = request.app[AUTHENTICATOR].authenticate(
+            kw["principal"] = await request.app[AUTHENTICATOR].authenticate(
                 request.headers.get("Authorization")
             )
         if body_schema is not None:
