@@ -13,6 +13,7 @@ from . import embedded, health
 from .accounts import routes as account_routes
 from .accounts.service import AccountService
 from .app_keys import HASHER, SERVICES, SETTINGS, STORE, Services
+from .audit import Audit
 from .auth import Authenticator, LocalVerifier
 from .characters import routes as character_routes
 from .characters.service import CharacterService
@@ -65,9 +66,15 @@ def create_app(
                 client if client is not None else create_client(url, timeout=settings.store_timeout)
             )
             app[STORE] = store
+            audit = Audit(store, retention_days=settings.audit_retention_days, clock=clock)
             app[SERVICES] = Services(
+                audit=audit,
                 accounts=AccountService(
-                    store=AccountStore(store), hasher=app[HASHER], tokens=tokens, clock=clock
+                    store=AccountStore(store),
+                    hasher=app[HASHER],
+                    tokens=tokens,
+                    audit=audit,
+                    clock=clock,
                 ),
                 characters=CharacterService(
                     store=CharacterStore(store),

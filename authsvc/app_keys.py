@@ -8,6 +8,7 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from .accounts.service import AccountService
+from .audit import Audit
 from .characters.service import CharacterService
 from .config import Settings
 from .passwords import PasswordHasher
@@ -17,6 +18,7 @@ from .passwords import PasswordHasher
 class Services:
     accounts: AccountService
     characters: CharacterService
+    audit: Audit
 
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -34,6 +34,7 @@ class Settings:
     max_characters_per_account: int = 20
     max_body_bytes: int = 64 * 1024
     token_cache_size: int = 10_000
+    audit_retention_days: int = 90
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -58,6 +59,7 @@ class Settings:
         _check_range("MAX_CHARACTERS_PER_ACCOUNT", self.max_characters_per_account, 1, 10_000)
         _check_range("MAX_BODY_BYTES", self.max_body_bytes, 1024, 16 * 1024 * 1024)
         _check_range("TOKEN_CACHE_SIZE", self.token_cache_size, 0, 10_000_000)
+        _check_range("AUDIT_RETENTION_DAYS", self.audit_retention_days, 1, 3650)
         if not 0 < self.store_timeout <= 60:
             raise ConfigError("STORE_TIMEOUT must be between 0 and 60 seconds")
         if self.keydb_url is not None and not self.keydb_url.startswith(

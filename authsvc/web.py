@@ -105,6 +105,11 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return error_response(Code.INTERNAL, "unexpected failure", status=500)
 
 
+def client_ip(request: web.Request) -> str | None:
+    """The caller's address as the audit trail and rate limits see it."""
+    return request.remote
+
+
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 

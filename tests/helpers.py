@@ -40,3 +40,8 @@ async def error_of(resp) -> dict:
     assert set(body) == {"error"}, body
     assert {"code", "message"} <= set(body["error"]), body
     return body["error"]
+
+
+async def data_keys(store) -> int:
+    """Keys in the store, not counting the audit stream (which every event appends to)."""
+    return await store.dbsize() - await store.exists("audit:events")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from authsvc.accounts.service import AccountService
+from authsvc.audit import Audit
 from authsvc.characters.service import CharacterService
 from authsvc.errors import Code, Conflict, InvalidToken, LimitReached, NotFound, Unauthorized
 from authsvc.passwords import PasswordHasher
@@ -31,7 +32,11 @@ async def services(fake_store):
     hasher = PasswordHasher(cost=4, threads=1)
     tokens = TokenService(secret=SECRET, issuer="authsvc", audience="authsvc", ttl=900, clock=clock)
     accounts = AccountService(
-        store=AccountStore(fake_store), hasher=hasher, tokens=tokens, clock=clock
+        store=AccountStore(fake_store),
+        hasher=hasher,
+        tokens=tokens,
+        audit=Audit(fake_store, clock=clock),
+        clock=clock,
     )
     characters = CharacterService(store=CharacterStore(fake_store), cap=3, clock=clock)
     yield accounts, characters, tokens, clock
@@ -95,3 +100,15 @@ async def test_token_expiry_follows_the_clock(services):
     clock.now += 2
     with pytest.raises(InvalidToken, match="expired"):
         tokens.verify(issued.token)
+
+
+async def test_login_events_are_audited_without_secrets(services, fake_store):
+    accounts, *_ = services
+    await accounts.register(username="aud", email="aud@x.io", password="password1")
+    await accounts.login(identifier="aud", password="password1", ip="10.0.0.1")
+    with pytest.raises(Unauthorized):
+        await accounts.login(identifier="aud", password="wrong-password", ip="10.0.0.2")
+    events = [e for _, e in await fake_store.xrange("audit:events")]
+    assert [e["action"] for e in events] == ["register", "login_success", "login_failure"]
+    assert events[1]["ip"] == "10.0.0.1" and events[1]["username"] == "aud"
+    assert not any("password1" in v or "wrong-password" in v for e in events for v in e.values())

@@ -17,7 +17,7 @@ from authsvc.config import ConfigError, Settings
 from authsvc.tokens import TokenService, key_id
 
 from .conftest import SECRET
-from .helpers import error_of, login, register, user_with_token
+from .helpers import data_keys, error_of, login, register, user_with_token
 
 OLD_SECRET = "previous-secret-" + "y" * 40
 
@@ -164,7 +164,7 @@ async def test_token_of_deleted_or_disabled_account_is_refused(http, store):
     await store.delete(f"account:{{{user['id']}}}")
     resp = await http.post("/characters", headers=auth, json={"name": "x", "sex": 0, "race": 0})
     assert resp.status == 401
-    assert await store.dbsize() == 2  # nothing was resurrected, only the two claims remain
+    assert await data_keys(store) == 2  # nothing was resurrected, only the two claims remain
 
 
 def test_token_service_rejects_garbage_without_exceptions_leaking():

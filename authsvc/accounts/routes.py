@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ..app_keys import SERVICES
 from ..auth import Principal
-from ..web import Api, json_response
+from ..web import Api, client_ip, json_response
 from . import schemas
 
 api = Api()
@@ -32,7 +32,7 @@ TAGS = ("auth",)
     auth=False,
 )
 async def register(request: web.Request, *, body: dict) -> web.Response:
-    account = await request.app[SERVICES].accounts.register(**body)
+    account = await request.app[SERVICES].accounts.register(**body, ip=client_ip(request))
     return json_response(account, status=201)
 
 
@@ -56,7 +56,7 @@ async def register(request: web.Request, *, body: dict) -> web.Response:
 )
 async def login(request: web.Request, *, body: dict) -> web.Response:
     issued = await request.app[SERVICES].accounts.login(
-        identifier=body["username"], password=body["password"]
+        identifier=body["username"], password=body["password"], ip=client_ip(request)
     )
     return json_response(
         {

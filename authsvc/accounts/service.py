@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from ..audit import Audit
 from ..clock import Clock, iso, to_ms
 from ..errors import Code, Conflict, DomainError, Forbidden, InvalidToken, Unauthorized
 from ..ids import new_id
@@ -38,14 +39,18 @@ class AccountService:
         store: AccountStore,
         hasher: PasswordHasher,
         tokens: TokenService,
+        audit: Audit,
         clock: Clock = time.time,
     ) -> None:
+        self._audit = audit
         self._store = store
         self._hasher = hasher
         self._tokens = tokens
         self._clock = clock
 
-    async def register(self, *, username: str, email: str, password: str) -> dict:
+    async def register(
+        self, *, username: str, email: str, password: str, ip: str | None = None
+    ) -> dict:
         password_hash = await self._hasher.hash(password)
         for _ in range(3):  # a fresh id on the (2**-53-rare) id collision
             now_ms = to_ms(self._clock())
@@ -71,6 +76,7 @@ class AccountService:
                 raise Conflict("registration timed out; please retry") from None
             if created:
                 log.info("account registered id=%s", acc.id)
+                await self._audit.record("register", user_id=acc.id, username=username, ip=ip)
                 return {
                     "id": acc.id,
                     "username": username,
@@ -83,7 +89,9 @@ class AccountService:
                 }
         raise DomainError("could not allocate an account id")
 
-    async def authenticate(self, *, identifier: str, password: str) -> dict[str, str]:
+    async def authenticate(
+        self, *, identifier: str, password: str, ip: str | None = None
+    ) -> dict[str, str]:
         """The account for a username-or-email and password. Every miss costs one
         bcrypt check and answers the same error, so neither the message nor the time
         tells whether the account exists."""
@@ -94,14 +102,20 @@ class AccountService:
         acc = await self._store.resolve(claim)
         ok = await self._hasher.verify(password, acc["password"] if acc else None)
         if not ok or acc is None:
+            await self._audit.record(
+                "login_failure",
+                user_id=acc["id"] if acc else None,
+                ip=ip,
+                identifier=identifier[:64],
+            )
             raise Unauthorized("invalid username or password")
         if acc.get("is_active") != "1":
             # Only said after the right password: it reveals nothing to a guesser.
             raise Forbidden("this account is disabled", code=Code.ACCOUNT_DISABLED)
         return acc
 
-    async def login(self, *, identifier: str, password: str) -> IssuedToken:
-        acc = await self.authenticate(identifier=identifier, password=password)
+    async def login(self, *, identifier: str, password: str, ip: str | None = None) -> IssuedToken:
+        acc = await self.authenticate(identifier=identifier, password=password, ip=ip)
         now_ms = to_ms(self._clock())
         stamp = {"last_login_at": str(now_ms)}
         if self._hasher.needs_rehash(acc["password"]):
@@ -109,6 +123,9 @@ class AccountService:
             # the password.
             stamp["password"] = await self._hasher.hash(password)
         await self._store.update_fields(acc["id"], stamp)
+        await self._audit.record(
+            "login_success", user_id=acc["id"], username=acc["username"], ip=ip
+        )
         return self._tokens.issue(subject=acc["id"], username=acc["username"])
 
     async def me(self, account_id: int) -> dict:

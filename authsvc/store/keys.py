@@ -15,6 +15,9 @@ CHARACTER_INDEX_GLOB = "account:{*}:characters"
 CHARACTER_GLOB = "character:{*}:*"
 
 
+AUDIT_STREAM = "audit:events"  # stream: security events, trimmed by age (authsvc.audit)
+
+
 def account(account_id: int | str) -> str:
     """hash: the account (id, username, email, password, created_at, ...)."""
     return f"account:{{{account_id}}}"
