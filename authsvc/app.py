@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -11,24 +12,45 @@ from aiohttp import web
 
 from . import embedded, health
 from .accounts import routes as account_routes
+from .accounts.lifecycle import LifecycleService
 from .accounts.service import AccountService
-from .app_keys import HASHER, SERVICES, SETTINGS, STORE, Services
+from .app_keys import HASHER, MAILER, SERVICES, SETTINGS, STORE, Services
 from .audit import Audit
 from .auth import Authenticator, LocalVerifier
 from .characters import routes as character_routes
 from .characters.service import CharacterService
 from .clock import Clock
 from .config import Settings
+from .mail import Mailer, MailQueue, OutboxMailer, SmtpMailer
 from .passwords import PasswordHasher
+from .sessions import routes as session_routes
+from .sessions.service import SessionService
 from .store.accounts import AccountStore
 from .store.characters import CharacterStore
 from .store.connection import create_client
+from .store.ratelimits import RateLimitStore
+from .store.sessions import SessionStore
+from .throttle import LoginThrottle, RequestLimiter
 from .tokens import TokenService
-from .web import AUTHENTICATOR, error_middleware
+from .web import AUTHENTICATOR, TRUSTED_PROXIES, error_middleware
 
 log = logging.getLogger("authsvc")
 
-ROUTES = (health.api, account_routes.api, character_routes.api)
+ROUTES = (health.api, account_routes.api, session_routes.api, character_routes.api)
+
+
+def make_mailer(settings: Settings) -> Mailer:
+    if settings.mail_backend == "smtp":
+        return SmtpMailer(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.mail_from,
+            user=settings.smtp_user,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            timeout=settings.smtp_timeout,
+        )
+    return OutboxMailer()
 
 
 def create_app(
@@ -36,6 +58,7 @@ def create_app(
     *,
     client: redis.Redis | None = None,
     hasher: PasswordHasher | None = None,
+    mailer: Mailer | None = None,
     clock: Clock = time.time,
 ) -> web.Application:
     """Build the service. `client` injects a store client (tests: fakeredis or a
@@ -43,6 +66,9 @@ def create_app(
     starting an embedded store when KEYDB_URL is unset and nothing answers there."""
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[TRUSTED_PROXIES] = tuple(
+        ipaddress.ip_network(net, strict=False) for net in settings.trusted_proxies
+    )
     tokens = TokenService(
         secret=settings.jwt_secret,
         previous_secrets=settings.jwt_previous_secrets,
@@ -58,6 +84,7 @@ def create_app(
         clock=clock,
     )
     app[HASHER] = hasher or PasswordHasher(cost=settings.bcrypt_cost, threads=settings.hash_threads)
+    app[MAILER] = mailer or make_mailer(settings)
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         async with embedded.store_url(settings, may_start=client is None) as url:
@@ -66,24 +93,10 @@ def create_app(
                 client if client is not None else create_client(url, timeout=settings.store_timeout)
             )
             app[STORE] = store
-            audit = Audit(store, retention_days=settings.audit_retention_days, clock=clock)
-            app[SERVICES] = Services(
-                audit=audit,
-                accounts=AccountService(
-                    store=AccountStore(store),
-                    hasher=app[HASHER],
-                    tokens=tokens,
-                    audit=audit,
-                    clock=clock,
-                ),
-                characters=CharacterService(
-                    store=CharacterStore(store),
-                    cap=settings.max_characters_per_account,
-                    clock=clock,
-                ),
-            )
+            app[SERVICES] = build_services(settings, store, app[HASHER], app[MAILER], tokens, clock)
             await app[HASHER].warm_up()
             yield
+            await app[SERVICES].lifecycle.mail.close()
             if own_client:
                 await store.aclose()
             app[HASHER].close()
@@ -92,3 +105,65 @@ def create_app(
     for api in ROUTES:
         api.register(app)
     return app
+
+
+def build_services(
+    settings: Settings,
+    store: redis.Redis,
+    hasher: PasswordHasher,
+    mailer: Mailer,
+    tokens: TokenService,
+    clock: Clock,
+) -> Services:
+    """Wire the domain services over one store client (also used by the CLI)."""
+    audit = Audit(store, retention_days=settings.audit_retention_days, clock=clock)
+    limits = RateLimitStore(store)
+    account_store = AccountStore(store)
+    session_store = SessionStore(store)
+    accounts = AccountService(
+        store=account_store,
+        hasher=hasher,
+        throttle=LoginThrottle(
+            limits,
+            account_ip_max=settings.login_max_failures,
+            account_max=settings.login_account_max_failures,
+            ip_max=settings.login_ip_max_failures,
+            window_s=settings.login_failure_window,
+        ),
+        audit=audit,
+        require_verified_email=settings.require_verified_email,
+        clock=clock,
+    )
+    return Services(
+        audit=audit,
+        accounts=accounts,
+        characters=CharacterService(
+            store=CharacterStore(store), cap=settings.max_characters_per_account, clock=clock
+        ),
+        sessions=SessionService(
+            accounts=accounts,
+            store=session_store,
+            tokens=tokens,
+            audit=audit,
+            refresh_ttl=settings.refresh_token_ttl,
+            reuse_window=settings.refresh_reuse_interval,
+            max_sessions=settings.max_sessions_per_account,
+            clock=clock,
+        ),
+        lifecycle=LifecycleService(
+            accounts=accounts,
+            account_store=account_store,
+            sessions=session_store,
+            hasher=hasher,
+            mail=MailQueue(mailer),
+            limiter=RequestLimiter(limits, window_s=settings.request_limit_window),
+            audit=audit,
+            public_url=settings.public_url,
+            verification_ttl=settings.email_verification_ttl,
+            reset_ttl=settings.password_reset_ttl,
+            mail_ip_limit=settings.mail_ip_limit,
+            mail_account_limit=settings.mail_account_limit,
+            register_ip_limit=settings.register_ip_limit,
+            clock=clock,
+        ),
+    )

@@ -3,6 +3,7 @@ validated at start. A bad value stops the start with one line that names it."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -35,6 +36,33 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     token_cache_size: int = 10_000
     audit_retention_days: int = 90
+    # Sessions and refresh tokens
+    refresh_token_ttl: int = 30 * 86400
+    refresh_reuse_interval: int = 10
+    max_sessions_per_account: int = 5
+    # Brute force: failures per (account, ip), per account, per ip, in one window
+    login_max_failures: int = 5
+    login_account_max_failures: int = 50
+    login_ip_max_failures: int = 100
+    login_failure_window: int = 900
+    register_ip_limit: int = 20  # per REQUEST_LIMIT_WINDOW
+    mail_ip_limit: int = 10  # resend-verification + forgot-password, per window
+    mail_account_limit: int = 3  # mails of each kind to one account, per window
+    request_limit_window: int = 3600
+    trusted_proxies: tuple[str, ...] = ()
+    # Account lifecycle and mail
+    require_verified_email: bool = False
+    email_verification_ttl: int = 86400
+    password_reset_ttl: int = 3600
+    public_url: str = "http://localhost:8080"
+    mail_backend: str = "outbox"
+    mail_from: str = "authsvc <no-reply@localhost>"
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_starttls: bool = True
+    smtp_timeout: float = 10.0
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -60,6 +88,31 @@ class Settings:
         _check_range("MAX_BODY_BYTES", self.max_body_bytes, 1024, 16 * 1024 * 1024)
         _check_range("TOKEN_CACHE_SIZE", self.token_cache_size, 0, 10_000_000)
         _check_range("AUDIT_RETENTION_DAYS", self.audit_retention_days, 1, 3650)
+        _check_range("REFRESH_TOKEN_TTL", self.refresh_token_ttl, 60, 365 * 86400)
+        _check_range("REFRESH_REUSE_INTERVAL", self.refresh_reuse_interval, 0, 300)
+        _check_range("MAX_SESSIONS_PER_ACCOUNT", self.max_sessions_per_account, 1, 1000)
+        _check_range("LOGIN_MAX_FAILURES", self.login_max_failures, 1, 10_000)
+        _check_range("LOGIN_ACCOUNT_MAX_FAILURES", self.login_account_max_failures, 1, 100_000)
+        _check_range("LOGIN_IP_MAX_FAILURES", self.login_ip_max_failures, 1, 1_000_000)
+        _check_range("LOGIN_FAILURE_WINDOW", self.login_failure_window, 1, 86400)
+        _check_range("REGISTER_IP_LIMIT", self.register_ip_limit, 1, 1_000_000)
+        _check_range("MAIL_IP_LIMIT", self.mail_ip_limit, 1, 1_000_000)
+        _check_range("MAIL_ACCOUNT_LIMIT", self.mail_account_limit, 1, 10_000)
+        _check_range("REQUEST_LIMIT_WINDOW", self.request_limit_window, 1, 86400)
+        _check_range("EMAIL_VERIFICATION_TTL", self.email_verification_ttl, 60, 30 * 86400)
+        _check_range("PASSWORD_RESET_TTL", self.password_reset_ttl, 60, 7 * 86400)
+        _check_range("SMTP_PORT", self.smtp_port, 1, 65535)
+        if self.mail_backend not in ("outbox", "smtp"):
+            raise ConfigError("MAIL_BACKEND must be 'outbox' or 'smtp'")
+        if not 0 < self.smtp_timeout <= 120:
+            raise ConfigError("SMTP_TIMEOUT must be between 0 and 120 seconds")
+        if not self.public_url.startswith(("http://", "https://")):
+            raise ConfigError("PUBLIC_URL must start with http:// or https://")
+        try:
+            for net in self.trusted_proxies:
+                ipaddress.ip_network(net, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"TRUSTED_PROXIES: {exc}") from None
         if not 0 < self.store_timeout <= 60:
             raise ConfigError("STORE_TIMEOUT must be between 0 and 60 seconds")
         if self.keydb_url is not None and not self.keydb_url.startswith(

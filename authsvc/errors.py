@@ -18,6 +18,11 @@ class Code(StrEnum):
     MISSING_TOKEN = "missing_token"
     INVALID_TOKEN = "invalid_token"
     FORBIDDEN = "forbidden"
+    EMAIL_NOT_VERIFIED = "email_not_verified"
+    TOO_MANY_REQUESTS = "too_many_requests"
+    INVALID_REFRESH_TOKEN = "invalid_refresh_token"
+    REFRESH_TOKEN_REUSED = "refresh_token_reused"
+    INVALID_LINK_TOKEN = "invalid_or_expired_token"
     NOT_FOUND = "not_found"
     CHARACTER_NOT_OWNED = "character_not_owned"
     CHARACTER_LIMIT = "character_limit_reached"
@@ -40,12 +45,14 @@ class DomainError(Exception):
         *,
         code: Code | None = None,
         fields: dict[str, list[str]] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         if code is not None:
             self.code = code
         if message is not None:
             self.message = message
         self.fields = fields or {}
+        self.retry_after = retry_after  # seconds until a retry can succeed, if known
         super().__init__(self.message)
 
 
@@ -84,6 +91,11 @@ class NotFound(DomainError):
 class LimitReached(DomainError):
     code = Code.CHARACTER_LIMIT
     message = "limit reached"
+
+
+class TooManyRequests(DomainError):
+    code = Code.TOO_MANY_REQUESTS
+    message = "too many attempts; retry later"
 
 
 class StoreUnavailable(DomainError):

@@ -34,6 +34,7 @@ class IssuedToken:
     expires_in: int
     exp: int
     jti: str
+    iat: int
 
 
 class TokenService:
@@ -56,9 +57,26 @@ class TokenService:
         self._kid = key_id(secret)
         self._secret = secret
         self._keys = {key_id(s): s for s in (*previous_secrets, secret)}
+        # Keys that derive refresh-token successors (see sessions.service): current
+        # first, then previous, so a secret rotation mid-race still finds the successor.
+        self.successor_keys = tuple(
+            hmac.new(s.encode(), b"authsvc-refresh-successor", hashlib.sha256).digest()
+            for s in (secret, *previous_secrets)
+        )
 
-    def issue(self, *, subject: str, username: str, extra: dict[str, Any] | None = None):
-        now = int(self._clock())
+    def issue(
+        self,
+        *,
+        subject: str,
+        username: str,
+        extra: dict[str, Any] | None = None,
+        iat: int | None = None,
+        jti: str | None = None,
+    ) -> IssuedToken:
+        """A signed token. Given the same iat and jti (and claims), the same token again:
+        HS256 is deterministic, which lets a refresh inside the reuse window hand back
+        the very access token it handed out the first time."""
+        now = int(self._clock()) if iat is None else iat
         claims = {
             "sub": subject,
             "preferred_username": username,
@@ -66,11 +84,13 @@ class TokenService:
             "aud": self.audience,
             "iat": now,
             "exp": now + self.ttl,
-            "jti": secrets.token_urlsafe(16),
+            "jti": jti or secrets.token_urlsafe(16),
             **(extra or {}),
         }
         token = jwt.encode(claims, self._secret, algorithm=ALGORITHM, headers={"kid": self._kid})
-        return IssuedToken(token=token, expires_in=self.ttl, exp=claims["exp"], jti=claims["jti"])
+        return IssuedToken(
+            token=token, expires_in=self.ttl, exp=claims["exp"], jti=claims["jti"], iat=now
+        )
 
     def verify(self, token: str) -> dict[str, Any]:
         """The claims of a valid token; InvalidToken for anything else."""

@@ -6,6 +6,7 @@ body parsing, and the one error middleware that maps every failure to the JSON s
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,11 @@ STATUS: dict[Code, int] = {
     Code.INVALID_CREDENTIALS: 401,
     Code.ACCOUNT_DISABLED: 403,
     Code.FORBIDDEN: 403,
+    Code.EMAIL_NOT_VERIFIED: 403,
+    Code.TOO_MANY_REQUESTS: 429,
+    Code.INVALID_REFRESH_TOKEN: 401,
+    Code.REFRESH_TOKEN_REUSED: 401,
+    Code.INVALID_LINK_TOKEN: 400,
     Code.MISSING_TOKEN: 401,
     Code.INVALID_TOKEN: 401,
     Code.NOT_FOUND: 404,
@@ -93,7 +99,8 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     except DomainError as exc:
         if exc.code == Code.STORE_UNAVAILABLE:
             log.warning("store unavailable: %s %s: %r", request.method, request.path, exc.__cause__)
-        return error_response(exc.code, exc.message, fields=exc.fields)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return error_response(exc.code, exc.message, fields=exc.fields, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -105,9 +112,35 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return error_response(Code.INTERNAL, "unexpected failure", status=500)
 
 
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
+
+
 def client_ip(request: web.Request) -> str | None:
-    """The caller's address as the audit trail and rate limits see it."""
-    return request.remote
+    """The caller's address as the audit trail and rate limits see it.
+
+    X-Forwarded-For is believed only when the direct peer is a trusted proxy
+    (TRUSTED_PROXIES); then the nearest address that is not a trusted proxy wins, so a
+    client cannot choose its own address by sending the header."""
+    remote = request.remote
+    nets = request.app.get(TRUSTED_PROXIES) or ()
+    if not nets or not _trusted(remote, nets):
+        return remote
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _trusted(hop, nets):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return remote  # garbage in the header: fall back to the peer
+    return remote
+
+
+def _trusted(addr: str | None, nets: tuple) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr or "")
+    except ValueError:
+        return False
+    return any(ip in net for net in nets)
 
 
 def _reject_constant(name: str) -> None:

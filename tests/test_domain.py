@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from authsvc.accounts.service import AccountService
-from authsvc.audit import Audit
-from authsvc.characters.service import CharacterService
+from authsvc.app import build_services
 from authsvc.errors import Code, Conflict, InvalidToken, LimitReached, NotFound, Unauthorized
+from authsvc.mail import OutboxMailer
 from authsvc.passwords import PasswordHasher
-from authsvc.store.accounts import AccountStore
-from authsvc.store.characters import CharacterStore
 from authsvc.tokens import TokenService
 
-from .conftest import SECRET
+from .conftest import SECRET, make_settings
 
 NOW = 1_800_000_000.0
 
@@ -31,37 +28,39 @@ async def services(fake_store):
     clock = Clock()
     hasher = PasswordHasher(cost=4, threads=1)
     tokens = TokenService(secret=SECRET, issuer="authsvc", audience="authsvc", ttl=900, clock=clock)
-    accounts = AccountService(
-        store=AccountStore(fake_store),
-        hasher=hasher,
-        tokens=tokens,
-        audit=Audit(fake_store, clock=clock),
-        clock=clock,
+    svc = build_services(
+        make_settings(max_characters_per_account=3),
+        fake_store,
+        hasher,
+        OutboxMailer(),
+        tokens,
+        clock,
     )
-    characters = CharacterService(store=CharacterStore(fake_store), cap=3, clock=clock)
-    yield accounts, characters, tokens, clock
+    yield svc, tokens, clock
     hasher.close()
 
 
 async def test_register_login_and_token_claims(services):
-    accounts, _, tokens, _ = services
+    svc, tokens, _ = services
+    accounts = svc.accounts
     acc = await accounts.register(username="Zed", email="Z@x.io", password="password1")
     assert acc["created_at"] == "2027-01-15T08:00:00.000Z"
-    issued = await accounts.login(identifier="zed", password="password1")
+    issued = (await svc.sessions.login(identifier="zed", password="password1")).access
     claims = tokens.verify(issued.token)
     assert claims["sub"] == str(acc["id"]) and claims["preferred_username"] == "Zed"
     assert claims["exp"] - claims["iat"] == 900
     me = await accounts.me(acc["id"])
     assert me["last_login_at"] == "2027-01-15T08:00:00.000Z"
     with pytest.raises(Unauthorized):
-        await accounts.login(identifier="zed", password="password2")
+        await svc.sessions.login(identifier="zed", password="password2")
     with pytest.raises(Conflict) as taken:
         await accounts.register(username="ZED", email="other@x.io", password="password1")
     assert taken.value.code == Code.USERNAME_TAKEN
 
 
 async def test_characters_cap_and_ownership(services):
-    accounts, characters, _, clock = services
+    svc, _, clock = services
+    accounts, characters = svc.accounts, svc.characters
     a = (await accounts.register(username="aa1", email="a@x.io", password="password1"))["id"]
     b = (await accounts.register(username="bb1", email="b@x.io", password="password1"))["id"]
     made = []
@@ -81,7 +80,8 @@ async def test_characters_cap_and_ownership(services):
 
 
 async def test_dead_account_is_refused_by_the_guard(services, fake_store):
-    accounts, characters, _, _ = services
+    svc, _, _ = services
+    accounts, characters = svc.accounts, svc.characters
     a = (await accounts.register(username="gone", email="g@x.io", password="password1"))["id"]
     await fake_store.delete(f"account:{{{a}}}")
     with pytest.raises(InvalidToken):
@@ -92,9 +92,9 @@ async def test_dead_account_is_refused_by_the_guard(services, fake_store):
 
 
 async def test_token_expiry_follows_the_clock(services):
-    accounts, _, tokens, clock = services
-    await accounts.register(username="tick", email="t@x.io", password="password1")
-    issued = await accounts.login(identifier="tick", password="password1")
+    svc, tokens, clock = services
+    await svc.accounts.register(username="tick", email="t@x.io", password="password1")
+    issued = (await svc.sessions.login(identifier="tick", password="password1")).access
     clock.now += 900 + 29  # inside the 30 s leeway
     assert tokens.verify(issued.token)["preferred_username"] == "tick"
     clock.now += 2
@@ -103,11 +103,11 @@ async def test_token_expiry_follows_the_clock(services):
 
 
 async def test_login_events_are_audited_without_secrets(services, fake_store):
-    accounts, *_ = services
-    await accounts.register(username="aud", email="aud@x.io", password="password1")
-    await accounts.login(identifier="aud", password="password1", ip="10.0.0.1")
+    svc, *_ = services
+    await svc.accounts.register(username="aud", email="aud@x.io", password="password1")
+    await svc.sessions.login(identifier="aud", password="password1", ip="10.0.0.1")
     with pytest.raises(Unauthorized):
-        await accounts.login(identifier="aud", password="wrong-password", ip="10.0.0.2")
+        await svc.sessions.login(identifier="aud", password="wrong-password", ip="10.0.0.2")
     events = [e for _, e in await fake_store.xrange("audit:events")]
     assert [e["action"] for e in events] == ["register", "login_success", "login_failure"]
     assert events[1]["ip"] == "10.0.0.1" and events[1]["username"] == "aud"

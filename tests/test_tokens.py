@@ -164,7 +164,10 @@ async def test_token_of_deleted_or_disabled_account_is_refused(http, store):
     await store.delete(f"account:{{{user['id']}}}")
     resp = await http.post("/characters", headers=auth, json={"name": "x", "sex": 0, "race": 0})
     assert resp.status == 401
-    assert await data_keys(store) == 2  # nothing was resurrected, only the two claims remain
+    # Nothing was resurrected as a stub: no account hash, no character keys.
+    left = await data_keys(store)
+    assert "account:{*}" not in left
+    assert not [k for k in left if "character" in k]
 
 
 def test_token_service_rejects_garbage_without_exceptions_leaking():

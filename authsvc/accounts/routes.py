@@ -1,4 +1,5 @@
-"""HTTP for accounts: the seed paths (/register, /login) and their /api/v1 twins."""
+"""HTTP for accounts: the seed paths (/register, /login) and their /api/v1 twins, and
+the account lifecycle (verification, password reset and change)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from . import schemas
 
 api = Api()
 TAGS = ("auth",)
+ACCEPTED = {"status": "accepted"}
 
 
 @api.route(
@@ -32,7 +34,7 @@ TAGS = ("auth",)
     auth=False,
 )
 async def register(request: web.Request, *, body: dict) -> web.Response:
-    account = await request.app[SERVICES].accounts.register(**body, ip=client_ip(request))
+    account = await request.app[SERVICES].lifecycle.register(**body, ip=client_ip(request))
     return json_response(account, status=201)
 
 
@@ -55,15 +57,26 @@ async def register(request: web.Request, *, body: dict) -> web.Response:
     auth=False,
 )
 async def login(request: web.Request, *, body: dict) -> web.Response:
-    issued = await request.app[SERVICES].accounts.login(
-        identifier=body["username"], password=body["password"], ip=client_ip(request)
+    result = await request.app[SERVICES].sessions.login(
+        identifier=body["username"],
+        password=body["password"],
+        device_name=body["device_name"],
+        ip=client_ip(request),
+        user_agent=request.headers.get("User-Agent", ""),
     )
+    return token_response(result)
+
+
+def token_response(result) -> web.Response:
     return json_response(
         {
-            "token": issued.token,
-            "access_token": issued.token,
+            "token": result.access.token,
+            "access_token": result.access.token,
             "token_type": "Bearer",
-            "expires_in": issued.expires_in,
+            "expires_in": result.access.expires_in,
+            "refresh_token": result.refresh_token,
+            "refresh_expires_in": result.refresh_expires_in,
+            "session_id": result.sid,
         },
         headers={"Cache-Control": "no-store"},
     )
@@ -77,4 +90,80 @@ async def login(request: web.Request, *, body: dict) -> web.Response:
     responses={200: schemas.Account},
 )
 async def me(request: web.Request, *, principal: Principal) -> web.Response:
-    return json_response(await request.app[SERVICES].accounts.me(principal.account_id))
+    account = await request.app[SERVICES].accounts.me(principal.account_id, sid=principal.sid)
+    return json_response(account)
+
+
+@api.route(
+    "POST",
+    "/api/v1/auth/verify-email",
+    summary="Confirm an email address",
+    tags=TAGS,
+    body=schemas.TokenRequest(),
+    responses={200: schemas.Accepted},
+    auth=False,
+)
+async def verify_email(request: web.Request, *, body: dict) -> web.Response:
+    await request.app[SERVICES].lifecycle.verify_email(body["token"], ip=client_ip(request))
+    return json_response({"status": "verified"})
+
+
+@api.route(
+    "POST",
+    "/api/v1/auth/resend-verification",
+    summary="Send the verification message again (always 202)",
+    tags=TAGS,
+    body=schemas.EmailRequest(),
+    responses={202: schemas.Accepted},
+    auth=False,
+)
+async def resend_verification(request: web.Request, *, body: dict) -> web.Response:
+    await request.app[SERVICES].lifecycle.resend_verification(body["email"], ip=client_ip(request))
+    return json_response(ACCEPTED, status=202)
+
+
+@api.route(
+    "POST",
+    "/api/v1/auth/forgot-password",
+    summary="Mail a password-reset link (always 202)",
+    tags=TAGS,
+    body=schemas.EmailRequest(),
+    responses={202: schemas.Accepted},
+    auth=False,
+)
+async def forgot_password(request: web.Request, *, body: dict) -> web.Response:
+    await request.app[SERVICES].lifecycle.forgot_password(body["email"], ip=client_ip(request))
+    return json_response(ACCEPTED, status=202)
+
+
+@api.route(
+    "POST",
+    "/api/v1/auth/reset-password",
+    summary="Set a new password with a reset link's token; revokes every session",
+    tags=TAGS,
+    body=schemas.ResetPasswordRequest(),
+    responses={200: schemas.Accepted},
+    auth=False,
+)
+async def reset_password(request: web.Request, *, body: dict) -> web.Response:
+    await request.app[SERVICES].lifecycle.reset_password(
+        body["token"], body["new_password"], ip=client_ip(request)
+    )
+    return json_response({"status": "password_reset"})
+
+
+@api.route(
+    "POST",
+    "/api/v1/users/me/change-password",
+    summary="Change the password; revokes every other session",
+    tags=("users",),
+    body=schemas.ChangePasswordRequest(),
+    responses={200: schemas.RevokedCount},
+)
+async def change_password(
+    request: web.Request, *, principal: Principal, body: dict
+) -> web.Response:
+    revoked = await request.app[SERVICES].lifecycle.change_password(
+        principal, body["current_password"], body["new_password"], ip=client_ip(request)
+    )
+    return json_response({"revoked": revoked})

@@ -1,4 +1,5 @@
-"""Account rules: registration, login, the caller's own account. No HTTP here."""
+"""Account rules: registration, password checks behind the brute-force limits, the
+caller's own account. No HTTP here."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..normalize import email_lc, username_lc
 from ..passwords import PasswordHasher
 from ..store import keys
 from ..store.accounts import AccountStore, ClaimTaken, NewAccount, RegistrationAbandoned
-from ..tokens import IssuedToken, TokenService
+from ..throttle import LoginThrottle
 
 log = logging.getLogger("authsvc.accounts")
 
@@ -32,20 +33,29 @@ def account_view(acc: dict[str, str]) -> dict:
     }
 
 
+def claim_for(identifier: str) -> str:
+    """The claim key a login name resolves through: email if it has an @."""
+    if "@" in identifier:
+        return keys.email_claim(email_lc(identifier))
+    return keys.username_claim(username_lc(identifier))
+
+
 class AccountService:
     def __init__(
         self,
         *,
         store: AccountStore,
         hasher: PasswordHasher,
-        tokens: TokenService,
+        throttle: LoginThrottle,
         audit: Audit,
+        require_verified_email: bool = False,
         clock: Clock = time.time,
     ) -> None:
-        self._audit = audit
         self._store = store
         self._hasher = hasher
-        self._tokens = tokens
+        self._throttle = throttle
+        self._audit = audit
+        self._require_verified = require_verified_email
         self._clock = clock
 
     async def register(
@@ -92,16 +102,19 @@ class AccountService:
     async def authenticate(
         self, *, identifier: str, password: str, ip: str | None = None
     ) -> dict[str, str]:
-        """The account for a username-or-email and password. Every miss costs one
-        bcrypt check and answers the same error, so neither the message nor the time
-        tells whether the account exists."""
-        if "@" in identifier:
-            claim = keys.email_claim(email_lc(identifier))
-        else:
-            claim = keys.username_claim(username_lc(identifier))
+        """The account for a username-or-email and password.
+
+        The brute-force limits are checked first, before any bcrypt work. Every miss
+        then costs one bcrypt check and answers the same error, so neither the message
+        nor the time tells whether the account exists."""
+        claim = claim_for(identifier)
         acc = await self._store.resolve(claim)
+        subject = acc["id"] if acc else "u:" + claim.rsplit(":", 1)[-1]
+        known = await self._throttle.is_known(subject, ip)  # same work for unknown names
+        await self._throttle.check(subject, ip, known_ip=known)
         ok = await self._hasher.verify(password, acc["password"] if acc else None)
         if not ok or acc is None:
+            await self._throttle.failed(subject, ip)
             await self._audit.record(
                 "login_failure",
                 user_id=acc["id"] if acc else None,
@@ -109,28 +122,31 @@ class AccountService:
                 identifier=identifier[:64],
             )
             raise Unauthorized("invalid username or password")
+        # Only said after the right password: these reveal nothing to a guesser.
         if acc.get("is_active") != "1":
-            # Only said after the right password: it reveals nothing to a guesser.
             raise Forbidden("this account is disabled", code=Code.ACCOUNT_DISABLED)
-        return acc
-
-    async def login(self, *, identifier: str, password: str, ip: str | None = None) -> IssuedToken:
-        acc = await self.authenticate(identifier=identifier, password=password, ip=ip)
+        if self._require_verified and acc.get("email_verified") != "1":
+            raise Forbidden(
+                "verify your email address first (see the message we sent, or POST "
+                "/api/v1/auth/resend-verification)",
+                code=Code.EMAIL_NOT_VERIFIED,
+            )
         now_ms = to_ms(self._clock())
+        await self._throttle.succeeded(subject, ip, now_ms=now_ms)
         stamp = {"last_login_at": str(now_ms)}
         if self._hasher.needs_rehash(acc["password"]):
             # BCRYPT_COST changed since this hash was made: upgrade it while we know
             # the password.
             stamp["password"] = await self._hasher.hash(password)
         await self._store.update_fields(acc["id"], stamp)
-        await self._audit.record(
-            "login_success", user_id=acc["id"], username=acc["username"], ip=ip
-        )
-        return self._tokens.issue(subject=acc["id"], username=acc["username"])
+        return acc
 
-    async def me(self, account_id: int) -> dict:
-        """The caller's own account; a token outliving its account is refused."""
-        acc = await self._store.get(account_id)
-        if acc is None or acc.get("is_active") != "1":
-            raise InvalidToken("the account behind this token is gone or disabled")
+    async def me(self, account_id: int, *, sid: str = "") -> dict:
+        """The caller's own account; a token outliving its account or session is refused."""
+        acc = await self._store.get_for_caller(account_id, sid=sid)
+        if acc is None:
+            raise InvalidToken("the account or session behind this token is gone")
         return account_view(acc)
+
+    async def find_by_email(self, email: str) -> dict[str, str] | None:
+        return await self._store.resolve(keys.email_claim(email_lc(email)))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import redis.asyncio as redis
 
 from . import keys
-from .connection import lua_source, store_call
+from .connection import guarded_lua_source, lua_source, store_call
 
 PENDING_TIMEOUT_MS = 60_000
 
@@ -61,6 +61,8 @@ class AccountStore:
         self._claim_release = s(lua_source("claim_release"))
         self._claim_takeover = s(lua_source("claim_takeover"))
         self._hset_if_exists = s(lua_source("hset_if_exists"))
+        self._me = s(guarded_lua_source("account_me"))
+        self._verify_email = s(lua_source("email_verify"))
 
     @store_call
     async def create(self, acc: NewAccount, *, now_ms: int) -> bool:
@@ -137,6 +139,34 @@ class AccountStore:
         return await self._live(str(account_id))
 
     @store_call
+    async def get_for_caller(self, account_id: int | str, *, sid: str) -> dict[str, str] | None:
+        """The account, if it and the caller's session are live (one guarded step)."""
+        reply = await self._me(keys=[keys.account(account_id)], args=[sid])
+        if reply[0] != "ok":
+            return None
+        it = iter(reply[1])
+        return dict(zip(it, it, strict=True))
+
+    @store_call
     async def update_fields(self, account_id: int | str, fields: dict[str, str]) -> bool:
         flat = [x for kv in fields.items() for x in kv]
         return bool(await self._hset_if_exists(keys=[keys.account(account_id)], args=flat))
+
+    @store_call
+    async def put_link_token(self, key: str, token_hash: str, *, ttl_ms: int) -> None:
+        """Store a single-use link token's hash (verification or reset), replacing any
+        earlier one: only the newest link works."""
+        pipe = self._r.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, "hash", token_hash)
+        pipe.pexpire(key, ttl_ms)
+        await pipe.execute()
+
+    @store_call
+    async def verify_email(self, account_id: str, token_hash: str, *, now_ms: int) -> bool:
+        return bool(
+            await self._verify_email(
+                keys=[keys.account(account_id), keys.email_verification(account_id)],
+                args=[token_hash, now_ms],
+            )
+        )

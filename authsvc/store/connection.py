@@ -56,16 +56,17 @@ def store_call(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
 
 
 @functools.cache
-def lua_source(name: str) -> str:
-    """A script from store/lua; scripts that act for an account get the guard prelude."""
+def lua_source(name: str, *preludes: str) -> str:
+    """A script from store/lua, after the named preludes (`_*.lua` files that define
+    shared Lua functions or checks: Lua scripts cannot include one another)."""
     lua = resources.files(__package__).joinpath("lua")
-    body = lua.joinpath(f"{name}.lua").read_text()
-    return body
+    parts = [lua.joinpath(f"{p}.lua").read_text() for p in (*preludes, name)]
+    return "\n".join(parts)
 
 
 def guarded_lua_source(name: str) -> str:
-    lua = resources.files(__package__).joinpath("lua")
-    return lua.joinpath("_guard.lua").read_text() + lua_source(name)
+    """A script that acts for an authenticated caller: the `_guard.lua` prelude first."""
+    return lua_source(name, "_guard")
 
 
 async def ping(client: redis.Redis) -> bool:

@@ -13,6 +13,8 @@ EMAIL_CLAIM_GLOB = "account:email:*"
 ACCOUNT_GLOB = "account:{*}"
 CHARACTER_INDEX_GLOB = "account:{*}:characters"
 CHARACTER_GLOB = "character:{*}:*"
+SESSION_INDEX_GLOB = "account:{*}:sessions"
+RATE_LIMIT_GLOB = "rl:*"
 
 
 AUDIT_STREAM = "audit:events"  # stream: security events, trimmed by age (authsvc.audit)
@@ -46,6 +48,58 @@ def character(account_id: int | str, character_id: int | str) -> str:
 def character_prefix(account_id: int | str) -> str:
     """What Lua scripts prepend to a character id to get its key."""
     return f"character:{{{account_id}}}:"
+
+
+def account_sessions(account_id: int | str) -> str:
+    """zset: the account's live session ids, scored by creation time (ms)."""
+    return f"account:{{{account_id}}}:sessions"
+
+
+def session(account_id: int | str, sid: str) -> str:
+    """hash: one login session (created/last-seen, user agent, ip, device name); TTL is
+    REFRESH_TOKEN_TTL, renewed by each refresh. `_guard.lua` derives this name from the
+    account key: keep the two in step."""
+    return f"session:{{{account_id}}}:{sid}"
+
+
+def session_prefix(account_id: int | str) -> str:
+    return f"session:{{{account_id}}}:"
+
+
+def session_refresh_tokens(account_id: int | str, sid: str) -> str:
+    """set: hashes of every refresh token issued in a session (to revoke them together)."""
+    return f"session:{{{account_id}}}:{sid}:refresh"
+
+
+def refresh_token(account_id: int | str, token_hash: str) -> str:
+    """hash: one refresh token, by the SHA-256 of the token (never the token itself):
+    sid, state (active/spent), spent_at, the successor's iat/jti; TTL REFRESH_TOKEN_TTL."""
+    return f"refresh:{{{account_id}}}:{token_hash}"
+
+
+def refresh_prefix(account_id: int | str) -> str:
+    return f"refresh:{{{account_id}}}:"
+
+
+def known_ips(account_id: int | str) -> str:
+    """hash: ip -> last successful login (ms); these addresses skip the per-account
+    failure bound, so a distributed guessing flood cannot lock the owner out."""
+    return f"account:{{{account_id}}}:known_ips"
+
+
+def email_verification(account_id: int | str) -> str:
+    """hash: the pending email-verification token (its SHA-256) for the account; TTL 24 h."""
+    return f"account:{{{account_id}}}:verify"
+
+
+def password_reset(account_id: int | str) -> str:
+    """hash: the pending password-reset token (its SHA-256); TTL 1 h; one at a time."""
+    return f"account:{{{account_id}}}:reset"
+
+
+def rate_limit(scope: str, *parts: str) -> str:
+    """string counter with a TTL (the window), e.g. rl:login:acct_ip:<subject>:<ip>."""
+    return ":".join(("rl", scope, *parts))
 
 
 def account_id_of(key: str) -> str | None:

@@ -1,0 +1,225 @@
+"""The account lifecycle: email verification, password reset and change, disabling.
+
+Link tokens (verification, reset) are `<account_id>.<256 random bits>`, stored only as
+their SHA-256 in one key per account and purpose with its TTL, so they are single-use,
+expire by themselves, and a newer link (or a password change) voids the older one.
+Requests that take an email address always answer the same way, whether or not an
+account has it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+
+from ..audit import Audit
+from ..auth import Principal
+from ..clock import Clock, to_ms
+from ..errors import Code, DomainError, InvalidToken, NotFound, Unauthorized
+from ..mail import MailQueue, Message
+from ..passwords import PasswordHasher
+from ..store import keys
+from ..store.accounts import AccountStore
+from ..store.sessions import SessionStore
+from ..throttle import RequestLimiter
+from .service import AccountService
+
+_LINK_RE = re.compile(r"^([1-9][0-9]{0,15})\.([A-Za-z0-9_-]{43})\Z")
+
+
+def _parse_link(token: str) -> tuple[str, str]:
+    m = _LINK_RE.match(token)
+    if m is None:
+        raise _bad_link()
+    return m.group(1), hashlib.sha256(token.encode()).hexdigest()
+
+
+def _bad_link() -> DomainError:
+    return DomainError(
+        "this link is invalid, used or expired; ask for a new one", code=Code.INVALID_LINK_TOKEN
+    )
+
+
+class LifecycleService:
+    def __init__(
+        self,
+        *,
+        accounts: AccountService,
+        account_store: AccountStore,
+        sessions: SessionStore,
+        hasher: PasswordHasher,
+        mail: MailQueue,
+        limiter: RequestLimiter,
+        audit: Audit,
+        public_url: str,
+        verification_ttl: int,
+        reset_ttl: int,
+        mail_ip_limit: int,
+        mail_account_limit: int,
+        register_ip_limit: int,
+        clock: Clock = time.time,
+    ) -> None:
+        self._accounts = accounts
+        self._store = account_store
+        self._sessions = sessions
+        self._hasher = hasher
+        self.mail = mail
+        self._limiter = limiter
+        self._audit = audit
+        self._public_url = public_url.rstrip("/")
+        self._verification_ttl = verification_ttl
+        self._reset_ttl = reset_ttl
+        self._mail_ip_limit = mail_ip_limit
+        self._mail_account_limit = mail_account_limit
+        self._register_ip_limit = register_ip_limit
+        self._clock = clock
+
+    async def register(
+        self, *, username: str, email: str, password: str, ip: str | None = None
+    ) -> dict:
+        """A new account, limited per address, with a verification message on its way."""
+        await self._limiter.hit_ip("register", self._register_ip_limit, ip)
+        account = await self._accounts.register(
+            username=username, email=email, password=password, ip=ip
+        )
+        await self.send_verification(account["id"], email)
+        return account
+
+    # -- email verification -----------------------------------------------------------
+
+    async def send_verification(self, account_id: str | int, email: str) -> None:
+        token = f"{account_id}.{secrets.token_urlsafe(32)}"
+        await self._store.put_link_token(
+            keys.email_verification(account_id),
+            hashlib.sha256(token.encode()).hexdigest(),
+            ttl_ms=self._verification_ttl * 1000,
+        )
+        hours = self._verification_ttl // 3600
+        self.mail.send(
+            Message(
+                to=email,
+                subject="Verify your email address",
+                body=(
+                    "Confirm this address for your account by opening:\n\n"
+                    f"{self._public_url}/verify-email?token={token}\n\n"
+                    f'or POST {{"token": "{token}"}} to /api/v1/auth/verify-email.\n'
+                    f"The link works once, for {hours} hours.\n"
+                ),
+            )
+        )
+
+    async def verify_email(self, token: str, *, ip: str | None = None) -> None:
+        account_id, digest = _parse_link(token)
+        if not await self._store.verify_email(account_id, digest, now_ms=to_ms(self._clock())):
+            raise _bad_link()
+        await self._audit.record("email_verified", user_id=account_id, ip=ip)
+
+    async def resend_verification(self, email: str, *, ip: str | None = None) -> None:
+        await self._limiter.hit_ip("mail", self._mail_ip_limit, ip)
+        acc = await self._accounts.find_by_email(email)
+        if acc is None or acc.get("email_verified") == "1" or acc.get("is_active") != "1":
+            return
+        if await self._under_account_limit("verify", acc["id"]):
+            await self.send_verification(acc["id"], acc["email"])
+
+    async def _under_account_limit(self, kind: str, account_id: str) -> bool:
+        """Mail-bombing guard: a few mails of each kind per account and window. Over it,
+        the request still answers 202 and simply sends nothing."""
+        try:
+            await self._limiter.hit(f"mail_{kind}", self._mail_account_limit, "acct", account_id)
+        except DomainError:
+            return False
+        return True
+
+    # -- password reset and change ------------------------------------------------------
+
+    async def forgot_password(self, email: str, *, ip: str | None = None) -> None:
+        await self._limiter.hit_ip("mail", self._mail_ip_limit, ip)
+        acc = await self._accounts.find_by_email(email)
+        if acc is None or acc.get("is_active") != "1":
+            return
+        if not await self._under_account_limit("reset", acc["id"]):
+            return
+        token = f"{acc['id']}.{secrets.token_urlsafe(32)}"
+        await self._store.put_link_token(
+            keys.password_reset(acc["id"]),
+            hashlib.sha256(token.encode()).hexdigest(),
+            ttl_ms=self._reset_ttl * 1000,
+        )
+        await self._audit.record(
+            "password_reset_requested", user_id=acc["id"], username=acc["username"], ip=ip
+        )
+        minutes = self._reset_ttl // 60
+        self.mail.send(
+            Message(
+                to=acc["email"],
+                subject="Reset your password",
+                body=(
+                    "Someone (hopefully you) asked to reset the password of your account.\n"
+                    f"Open {self._public_url}/reset-password?token={token}\n"
+                    f'or POST {{"token": "{token}", "new_password": "..."}} to '
+                    "/api/v1/auth/reset-password.\n"
+                    f"The link works once, for {minutes} minutes. If it was not you, ignore "
+                    "this message: your password is unchanged.\n"
+                ),
+            )
+        )
+
+    async def reset_password(self, token: str, new_password: str, *, ip: str | None = None) -> None:
+        account_id, digest = _parse_link(token)
+        new_hash = await self._hasher.hash(new_password)
+        revoked = await self._sessions.set_password(
+            account_id, new_hash, now_ms=to_ms(self._clock()), reset_token_hash=digest
+        )
+        if revoked is None:
+            raise _bad_link()
+        await self._audit.record(
+            "password_reset", user_id=account_id, ip=ip, sessions_revoked=revoked
+        )
+
+    async def change_password(
+        self, principal: Principal, current: str, new: str, *, ip: str | None = None
+    ) -> int:
+        acc = await self._store.get_for_caller(principal.account_id, sid=principal.sid)
+        if acc is None:
+            raise InvalidToken("the account or session behind this token is gone")
+        if not await self._hasher.verify(current, acc["password"]):
+            raise Unauthorized(
+                "the current password is wrong",
+                code=Code.INVALID_CREDENTIALS,
+                fields={"current_password": ["Wrong password."]},
+            )
+        new_hash = await self._hasher.hash(new)
+        revoked = await self._sessions.set_password(
+            acc["id"], new_hash, now_ms=to_ms(self._clock()), keep_sid=principal.sid
+        )
+        if revoked is None:
+            raise InvalidToken("the account behind this token is gone")
+        await self._audit.record(
+            "password_changed",
+            user_id=acc["id"],
+            username=acc["username"],
+            ip=ip,
+            sessions_revoked=revoked,
+        )
+        return revoked
+
+    # -- enabling and disabling ---------------------------------------------------------
+
+    async def set_active(
+        self, account_id: str | int, active: bool, *, actor: str | None = None
+    ) -> int:
+        """Disabling revokes every session and refresh token at once."""
+        revoked = await self._sessions.set_active(
+            str(account_id), active, now_ms=to_ms(self._clock())
+        )
+        if revoked is None:
+            raise NotFound("account not found")
+        await self._audit.record(
+            "account_enabled" if active else "account_disabled",
+            user_id=account_id,
+            actor=actor,
+            sessions_revoked=revoked,
+        )
+        return revoked

@@ -1,0 +1,89 @@
+"""HTTP for sessions: refresh, logout, listing and revoking."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from marshmallow import Schema, fields
+
+from ..accounts import schemas
+from ..accounts.routes import token_response
+from ..app_keys import SERVICES
+from ..auth import Principal
+from ..web import Api, client_ip, json_response
+
+api = Api()
+TAGS = ("sessions",)
+
+
+class RevokeAllQuery(Schema):
+    all = fields.Boolean(load_default=False)
+
+
+@api.route(
+    "POST",
+    "/api/v1/auth/refresh",
+    summary="Rotate a refresh token: a new access and refresh token",
+    tags=("auth",),
+    body=schemas.RefreshRequest(),
+    responses={200: schemas.TokenResponse},
+    auth=False,
+)
+async def refresh(request: web.Request, *, body: dict) -> web.Response:
+    result = await request.app[SERVICES].sessions.refresh(
+        body["refresh_token"], ip=client_ip(request)
+    )
+    return token_response(result)
+
+
+@api.route(
+    "POST",
+    "/api/v1/auth/logout",
+    summary="End the current session",
+    tags=("auth",),
+    responses={204: None},
+)
+async def logout(request: web.Request, *, principal: Principal) -> web.Response:
+    await request.app[SERVICES].sessions.logout(principal, ip=client_ip(request))
+    return web.Response(status=204)
+
+
+@api.route(
+    "GET",
+    "/api/v1/sessions",
+    summary="The caller's sessions, the current marked",
+    tags=TAGS,
+    responses={200: schemas.SessionList},
+)
+async def list_sessions(request: web.Request, *, principal: Principal) -> web.Response:
+    return json_response({"sessions": await request.app[SERVICES].sessions.list(principal)})
+
+
+@api.route(
+    "DELETE",
+    "/api/v1/sessions/{id:[A-Za-z0-9_-]{1,64}}",
+    summary="Revoke one of the caller's sessions",
+    tags=TAGS,
+    responses={204: None},
+)
+async def revoke_session(request: web.Request, *, principal: Principal) -> web.Response:
+    await request.app[SERVICES].sessions.revoke(
+        principal, request.match_info["id"], ip=client_ip(request)
+    )
+    return web.Response(status=204)
+
+
+@api.route(
+    "DELETE",
+    "/api/v1/sessions",
+    summary="Revoke the caller's other sessions (?all=true: the current one too)",
+    tags=TAGS,
+    query=RevokeAllQuery(),
+    responses={200: schemas.RevokedCount},
+)
+async def revoke_sessions(
+    request: web.Request, *, principal: Principal, query: dict
+) -> web.Response:
+    n = await request.app[SERVICES].sessions.revoke_all(
+        principal, include_current=query["all"], ip=client_ip(request)
+    )
+    return json_response({"revoked": n})
