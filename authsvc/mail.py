@@ -113,7 +113,8 @@ class MailQueue:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=wait)
 
-    async def close(self) -> None:
-        await self.drain()
+    async def close(self, wait: float = 5.0) -> None:
+        """Give queued mail `wait` seconds to go out, then stop."""
+        await self.drain(wait)
         for task in list(self._tasks):
             task.cancel()

@@ -1,0 +1,270 @@
+"""The account lifecycle over HTTP: verification, reset through a real SMTP server,
+password change, disabling; and the mail queue's retries."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import logging
+import re
+import socket
+import time
+from email import policy
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from authsvc.app_keys import SERVICES
+from authsvc.mail import MailQueue, Message, OutboxMailer, SmtpMailer
+
+from .helpers import error_of, new_user, register
+from .redis_proc import free_port
+
+TOKEN_RE = re.compile(r"token=([0-9]+\.[A-Za-z0-9_-]{43})")
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server():
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, sink
+    controller.stop()
+
+
+def _outbox(http) -> OutboxMailer:
+    return http.app[SERVICES].lifecycle.mail.mailer
+
+
+async def _token_for(http, to: str) -> str:
+    await http.app[SERVICES].lifecycle.mail.drain()
+    bodies = [m.body for m in _outbox(http).messages if m.to == to]
+    return TOKEN_RE.search(bodies[-1]).group(1)
+
+
+async def _login(http, user, password=None):
+    return await http.post(
+        "/api/v1/auth/login",
+        json={"username": user["username"], "password": password or user["password"]},
+    )
+
+
+async def test_registration_mails_a_single_use_verification_link(http, store):
+    user = await register(http)
+    token = await _token_for(http, user["email"])
+    assert token.startswith(f"{user['id']}.")
+    resp = await http.post("/api/v1/auth/verify-email", json={"token": token})
+    assert resp.status == 200
+    t = await (await _login(http, user)).json()
+    me = await (
+        await http.get("/api/v1/users/me", headers={"Authorization": f"Bearer {t['token']}"})
+    ).json()
+    assert me["email_verified"] is True
+    resp = await http.post("/api/v1/auth/verify-email", json={"token": token})
+    assert resp.status == 400 and (await error_of(resp))["code"] == "invalid_or_expired_token"
+    for bad in ("nope", f"{user['id']}." + "A" * 43):
+        assert (await http.post("/api/v1/auth/verify-email", json={"token": bad})).status == 400
+    assert await store.exists(f"account:{{{user['id']}}}:verify") == 0  # spent
+
+
+async def test_verification_key_has_its_ttl(http, store):
+    user = await register(http)
+    assert 23 * 3600 < await store.ttl(f"account:{{{user['id']}}}:verify") <= 24 * 3600
+
+
+async def test_require_verified_email(make_client):
+    http = await make_client(require_verified_email=True)
+    user = await register(http)
+    resp = await _login(http, user)
+    assert resp.status == 403
+    err = await error_of(resp)
+    assert err["code"] == "email_not_verified" and "resend-verification" in err["message"]
+    assert (await _login(http, user, "wrong-password")).status == 401  # no hint without it
+    # Resending voids the first link; the second one works.
+    first = await _token_for(http, user["email"])
+    resp = await http.post("/api/v1/auth/resend-verification", json={"email": user["email"]})
+    assert resp.status == 202
+    second = await _token_for(http, user["email"])
+    assert first != second
+    assert (await http.post("/api/v1/auth/verify-email", json={"token": first})).status == 400
+    assert (await http.post("/api/v1/auth/verify-email", json={"token": second})).status == 200
+    assert (await _login(http, user)).status == 200
+
+
+async def test_mail_endpoints_do_not_reveal_accounts(http):
+    user = await register(http)
+    await http.app[SERVICES].lifecycle.mail.drain()
+    sent = len(_outbox(http).messages)
+    answers = []
+    for address in (user["email"], "nobody@example.com"):
+        for path in ("/api/v1/auth/forgot-password", "/api/v1/auth/resend-verification"):
+            resp = await http.post(path, json={"email": address})
+            answers.append((resp.status, await resp.json()))
+    assert len({str(a) for a in answers}) == 1 and answers[0][0] == 202
+    await http.app[SERVICES].lifecycle.mail.drain()
+    assert len(_outbox(http).messages) == sent + 2  # only the real account got mail
+
+
+async def test_password_reset_end_to_end_through_real_smtp(make_client, smtp_server):
+    controller, sink = smtp_server
+    http = await make_client(
+        mail_backend="smtp",
+        smtp_host="127.0.0.1",
+        smtp_port=controller.port,
+        smtp_starttls=False,
+        mail_from="authsvc <auth@example.com>",
+    )
+    user = await register(http)
+    session = await (await _login(http, user)).json()
+    resp = await http.post("/api/v1/auth/forgot-password", json={"email": user["email"]})
+    assert resp.status == 202
+    await http.app[SERVICES].lifecycle.mail.drain()
+    resets = [m for m in sink.messages if m["Subject"] == "Reset your password"]
+    assert len(resets) == 1 and resets[0]["To"] == user["email"]
+    assert resets[0]["From"] == "authsvc <auth@example.com>"
+    token = TOKEN_RE.search(resets[0].get_content()).group(1)
+
+    resp = await http.post(
+        "/api/v1/auth/reset-password", json={"token": token, "new_password": "a brand new secret"}
+    )
+    assert resp.status == 200
+    # Every session is gone: the old access and refresh tokens are refused.
+    auth = {"Authorization": f"Bearer {session['access_token']}"}
+    assert (await http.get("/characters", headers=auth)).status == 401
+    resp = await http.post("/api/v1/auth/refresh", json={"refresh_token": session["refresh_token"]})
+    assert resp.status == 401
+    assert (await _login(http, user)).status == 401
+    assert (await _login(http, user, "a brand new secret")).status == 200
+    resp = await http.post(
+        "/api/v1/auth/reset-password", json={"token": token, "new_password": "yet another one"}
+    )
+    assert resp.status == 400  # single use
+    resp = await http.post(
+        "/api/v1/auth/reset-password", json={"token": token, "new_password": "short"}
+    )
+    assert resp.status == 422
+
+
+async def test_a_hanging_mail_server_does_not_hold_up_the_request(make_client, caplog):
+    with socket.socket() as silent:  # accepts connections, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        http = await make_client(
+            mail_backend="smtp",
+            smtp_host="127.0.0.1",
+            smtp_port=silent.getsockname()[1],
+            smtp_starttls=False,
+            smtp_timeout=0.5,
+        )
+        user = await register(http)
+        t0 = time.monotonic()
+        resp = await http.post("/api/v1/auth/forgot-password", json={"email": user["email"]})
+        assert resp.status == 202 and time.monotonic() - t0 < 0.4
+        with caplog.at_level(logging.WARNING, logger="authsvc.mail"):
+            await asyncio.sleep(0.8)
+        assert any("failed (attempt 1" in r.getMessage() for r in caplog.records)
+        await http.app[SERVICES].lifecycle.mail.close(wait=0)
+
+
+async def test_mail_queue_retries_then_delivers_or_reports_loss(caplog):
+    class Flaky(OutboxMailer):
+        def __init__(self, failures: int) -> None:
+            super().__init__()
+            self.failures = failures
+
+        async def deliver(self, message: Message) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionRefusedError("mail server down")
+            await super().deliver(message)
+
+    flaky = Flaky(failures=2)
+    queue = MailQueue(flaky, retries=3, backoff=0.01)
+    queue.send(Message("a@x.io", "hi", "body"))
+    await queue.drain()
+    assert [m.to for m in flaky.messages] == ["a@x.io"]
+    dead = MailQueue(Flaky(failures=99), retries=2, backoff=0.01)
+    with caplog.at_level(logging.WARNING, logger="authsvc.mail"):
+        dead.send(Message("b@x.io", "hi", "secret-token-body"))
+        await dead.drain()
+    assert any("lost after 2 attempts" in r.getMessage() for r in caplog.records)
+    assert not any("secret-token-body" in r.getMessage() for r in caplog.records)
+
+
+async def test_smtp_mailer_talks_to_a_real_server(smtp_server):
+    controller, sink = smtp_server
+    mailer = SmtpMailer(
+        host="127.0.0.1", port=controller.port, sender="s@x.io", starttls=False, timeout=5
+    )
+    await mailer.deliver(Message("r@x.io", "Subject line", "Body text"))
+    assert sink.messages[0]["Subject"] == "Subject line"
+    assert "Body text" in sink.messages[0].get_content()
+
+
+async def test_change_password_keeps_only_the_current_session(http):
+    user = await register(http)
+    current = await (await _login(http, user)).json()
+    other = await (await _login(http, user)).json()
+    auth = {"Authorization": f"Bearer {current['access_token']}"}
+    resp = await http.post(
+        "/api/v1/users/me/change-password",
+        headers=auth,
+        json={"current_password": "not it", "new_password": "new password 1"},
+    )
+    assert resp.status == 401 and (await error_of(resp))["fields"] == {
+        "current_password": ["Wrong password."]
+    }
+    resp = await http.post(
+        "/api/v1/users/me/change-password",
+        headers=auth,
+        json={"current_password": user["password"], "new_password": "new password 1"},
+    )
+    assert resp.status == 200 and await resp.json() == {"revoked": 1}
+    assert (await http.get("/characters", headers=auth)).status == 200
+    other_auth = {"Authorization": f"Bearer {other['access_token']}"}
+    assert (await http.get("/characters", headers=other_auth)).status == 401
+    assert (await _login(http, user, "new password 1")).status == 200
+
+
+async def test_disabling_revokes_every_session_at_once(http, store):
+    user = await register(http)
+    sessions = [await (await _login(http, user)).json() for _ in range(3)]
+    revoked = await http.app[SERVICES].lifecycle.set_active(user["id"], False, actor="test")
+    assert revoked == 3
+    for s in sessions:
+        auth = {"Authorization": f"Bearer {s['access_token']}"}
+        assert (await http.get("/characters", headers=auth)).status == 401
+        resp = await http.post("/api/v1/auth/refresh", json={"refresh_token": s["refresh_token"]})
+        assert resp.status == 401
+    aid = user["id"]
+    assert [k async for k in store.scan_iter(match=f"refresh:{{{aid}}}:*")] == []
+    assert [k async for k in store.scan_iter(match=f"session:{{{aid}}}:*")] == []
+    assert (await _login(http, user)).status == 403
+    await http.app[SERVICES].lifecycle.set_active(user["id"], True)
+    assert (await _login(http, user)).status == 200
+
+
+async def test_unknown_fields_and_bad_emails_on_lifecycle_endpoints(http):
+    for path, body in (
+        ("/api/v1/auth/forgot-password", {"email": "nope"}),
+        ("/api/v1/auth/resend-verification", {"email": "a@b.io", "x": 1}),
+        ("/api/v1/auth/verify-email", {}),
+        ("/api/v1/auth/reset-password", {"token": "t"}),
+    ):
+        resp = await http.post(path, json=body)
+        assert resp.status == 422, path
+    user = new_user()
+    assert (
+        await http.post(
+            "/api/v1/auth/reset-password", json={"token": "1.x", "new_password": user["password"]}
+        )
+    ).status == 400
