@@ -25,6 +25,7 @@ from .mail import Mailer, MailQueue, OutboxMailer, SmtpMailer
 from .passwords import PasswordHasher
 from .sessions import routes as session_routes
 from .sessions.service import SessionService
+from .store import connection
 from .store.accounts import AccountStore
 from .store.characters import CharacterStore
 from .store.connection import create_client
@@ -90,12 +91,16 @@ def create_app(
         async with embedded.store_url(settings, may_start=client is None) as url:
             own_client = client is None
             store = (
-                client if client is not None else create_client(url, timeout=settings.store_timeout)
+                client
+                if client is not None
+                else create_client(url, timeout=settings.store_timeout, socket_timeout=False)
             )
+            connection.COMMAND_TIMEOUT = settings.store_timeout
             app[STORE] = store
             app[SERVICES] = build_services(settings, store, app[HASHER], app[MAILER], tokens, clock)
             await app[HASHER].warm_up()
             yield
+            await app[SERVICES].audit.flush()
             await app[SERVICES].lifecycle.mail.close()
             if own_client:
                 await store.aclose()

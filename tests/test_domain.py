@@ -108,6 +108,7 @@ async def test_login_events_are_audited_without_secrets(services, fake_store):
     await svc.sessions.login(identifier="aud", password="password1", ip="10.0.0.1")
     with pytest.raises(Unauthorized):
         await svc.sessions.login(identifier="aud", password="wrong-password", ip="10.0.0.2")
+    await svc.audit.flush()
     events = [e for _, e in await fake_store.xrange("audit:events")]
     assert [e["action"] for e in events] == ["register", "login_success", "login_failure"]
     assert events[1]["ip"] == "10.0.0.1" and events[1]["username"] == "aud"
