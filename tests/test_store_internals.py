@@ -1,0 +1,67 @@
+"""The store plumbing: command packing, bounded steps, buffered audit writes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+from redis.exceptions import DataError
+
+from authsvc.app import create_app
+from authsvc.audit import FLUSH_INTERVAL, Audit
+from authsvc.store.connection import create_client
+
+from .conftest import make_settings
+from .helpers import error_of
+
+
+async def test_hiredis_packer_round_trips_every_type(redis_server):
+    client = create_client(redis_server.url, socket_timeout=False)
+    try:
+        await client.set("k", "ünïcode ✓")
+        assert await client.get("k") == "ünïcode ✓"
+        await client.zadd("z", {"m": 1.5})
+        assert await client.zscore("z", "m") == 1.5
+        assert (await client.config_get("appendonly"))["appendonly"] in ("yes", "no")
+        with pytest.raises(DataError):  # redis-py's own check still applies
+            await client.set("k", True)
+    finally:
+        await client.delete("k", "z")
+        await client.aclose()
+
+
+async def test_a_store_that_hangs_is_a_503_within_the_timeout(aiohttp_client):
+    with socket.socket() as silent:  # accepts, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        port = silent.getsockname()[1]
+        client = create_client(f"redis://127.0.0.1:{port}/0", timeout=0.3, socket_timeout=False)
+        http = await aiohttp_client(create_app(make_settings(store_timeout=0.3), client=client))
+        t0 = time.monotonic()
+        resp = await http.post("/login", json={"username": "a_user", "password": "password"})
+        assert resp.status == 503 and (await error_of(resp))["code"] == "store_unavailable"
+        assert time.monotonic() - t0 < 2.0
+        assert (await http.get("/readyz")).status == 503
+        await client.aclose()
+
+
+async def test_audit_events_are_buffered_then_written_in_order(store):
+    audit = Audit(store)
+    for i in range(5):
+        await audit.record("login_failure", user_id=i, ip="10.0.0.1", token="never-stored")
+    assert await store.exists("audit:events") == 0  # still in the buffer
+    await asyncio.sleep(FLUSH_INTERVAL * 4)
+    events = [e for _, e in await store.xrange("audit:events")]
+    assert [e["user_id"] for e in events] == ["0", "1", "2", "3", "4"]
+    assert all("token" not in e for e in events)
+
+
+async def test_audit_write_failures_never_reach_the_caller(caplog):
+    client = create_client("redis://127.0.0.1:1/0", timeout=0.2)
+    audit = Audit(client)
+    await audit.record("login_success", user_id=1)
+    await audit.flush()  # logs, does not raise
+    assert any("audit write of 1 events failed" in r.getMessage() for r in caplog.records)
+    await client.aclose()
