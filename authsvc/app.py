@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import time
@@ -14,30 +15,45 @@ from . import embedded, health
 from .accounts import routes as account_routes
 from .accounts.lifecycle import LifecycleService
 from .accounts.service import AccountService
+from .admin import routes as admin_routes
+from .admin.service import AdminService
+from .apikeys import routes as apikey_routes
+from .apikeys.service import ApiKeyService
 from .app_keys import HASHER, MAILER, SERVICES, SETTINGS, STORE, Services
-from .audit import Audit
+from .audit import Audit, AuditReader
 from .auth import Authenticator, LocalVerifier
 from .characters import routes as character_routes
 from .characters.service import CharacterService
 from .clock import Clock
 from .config import Settings
+from .introspect import Introspector
 from .mail import Mailer, MailQueue, OutboxMailer, SmtpMailer
 from .passwords import PasswordHasher
+from .rbac.service import Authorizer, RoleService
 from .sessions import routes as session_routes
 from .sessions.service import SessionService
-from .store import connection
+from .store import connection, keys
 from .store.accounts import AccountStore
+from .store.apikeys import ApiKeyStore
 from .store.characters import CharacterStore
 from .store.connection import create_client
 from .store.ratelimits import RateLimitStore
+from .store.rbac import RbacStore
 from .store.sessions import SessionStore
 from .throttle import LoginThrottle, RequestLimiter
 from .tokens import TokenService
-from .web import AUTHENTICATOR, TRUSTED_PROXIES, error_middleware
+from .web import AUTHENTICATOR, AUTHORIZER, TRUSTED_PROXIES, error_middleware
 
 log = logging.getLogger("authsvc")
 
-ROUTES = (health.api, account_routes.api, session_routes.api, character_routes.api)
+ROUTES = (
+    health.api,
+    account_routes.api,
+    session_routes.api,
+    character_routes.api,
+    apikey_routes.api,
+    admin_routes.api,
+)
 
 
 def make_mailer(settings: Settings) -> Mailer:
@@ -97,9 +113,18 @@ def create_app(
             )
             connection.COMMAND_TIMEOUT = settings.store_timeout
             app[STORE] = store
-            app[SERVICES] = build_services(settings, store, app[HASHER], app[MAILER], tokens, clock)
+            services = build_services(
+                settings, store, app[HASHER], app[MAILER], tokens, clock, app[AUTHENTICATOR]
+            )
+            app[SERVICES] = services
+            app[AUTHORIZER] = services.authorizer
+            stop_feed = asyncio.Event()
+            rbac_feed = asyncio.ensure_future(services.authorizer.listen(store, stop_feed))
             await app[HASHER].warm_up()
             yield
+            stop_feed.set()
+            rbac_feed.cancel()
+            await asyncio.wait({rbac_feed}, timeout=1)
             await app[SERVICES].audit.flush()
             await app[SERVICES].lifecycle.mail.close()
             if own_client:
@@ -119,12 +144,17 @@ def build_services(
     mailer: Mailer,
     tokens: TokenService,
     clock: Clock,
+    authenticator: Authenticator | None = None,
 ) -> Services:
     """Wire the domain services over one store client (also used by the CLI)."""
+    authenticator = authenticator or Authenticator(
+        verifiers={settings.jwt_issuer: LocalVerifier(tokens)}, clock=clock
+    )
     audit = Audit(store, retention_days=settings.audit_retention_days, clock=clock)
     limits = RateLimitStore(store)
     account_store = AccountStore(store)
     session_store = SessionStore(store)
+    rbac_store = RbacStore(store)
     accounts = AccountService(
         store=account_store,
         hasher=hasher,
@@ -137,10 +167,46 @@ def build_services(
         ),
         audit=audit,
         require_verified_email=settings.require_verified_email,
+        default_roles=(settings.default_role,),
         clock=clock,
     )
+    lifecycle = LifecycleService(
+        accounts=accounts,
+        account_store=account_store,
+        sessions=session_store,
+        hasher=hasher,
+        mail=MailQueue(mailer),
+        limiter=RequestLimiter(limits, window_s=settings.request_limit_window),
+        audit=audit,
+        public_url=settings.public_url,
+        verification_ttl=settings.email_verification_ttl,
+        reset_ttl=settings.password_reset_ttl,
+        mail_ip_limit=settings.mail_ip_limit,
+        mail_account_limit=settings.mail_account_limit,
+        register_ip_limit=settings.register_ip_limit,
+        clock=clock,
+    )
+    authorizer = Authorizer(
+        rbac_store, cache_ttl=settings.rbac_cache_ttl, role_mapping=settings.role_mapping
+    )
+
+    async def user_exists(user_id: str) -> bool:
+        if user_id.isdigit():
+            return await account_store.get(user_id) is not None
+        return bool(await store.exists(keys.user_record(user_id)))
+
+    api_keys = ApiKeyService(
+        store=ApiKeyStore(store),
+        authorizer=authorizer,
+        limiter=RequestLimiter(limits, window_s=60),
+        audit=audit,
+        rate_limit=settings.apikey_rate_limit,
+        clock=clock,
+    )
+    authenticator.api_keys = api_keys
     return Services(
         audit=audit,
+        audit_reader=AuditReader(store),
         accounts=accounts,
         characters=CharacterService(
             store=CharacterStore(store), cap=settings.max_characters_per_account, clock=clock
@@ -155,20 +221,17 @@ def build_services(
             max_sessions=settings.max_sessions_per_account,
             clock=clock,
         ),
-        lifecycle=LifecycleService(
-            accounts=accounts,
-            account_store=account_store,
-            sessions=session_store,
-            hasher=hasher,
-            mail=MailQueue(mailer),
-            limiter=RequestLimiter(limits, window_s=settings.request_limit_window),
-            audit=audit,
-            public_url=settings.public_url,
-            verification_ttl=settings.email_verification_ttl,
-            reset_ttl=settings.password_reset_ttl,
-            mail_ip_limit=settings.mail_ip_limit,
-            mail_account_limit=settings.mail_account_limit,
-            register_ip_limit=settings.register_ip_limit,
-            clock=clock,
+        lifecycle=lifecycle,
+        authorizer=authorizer,
+        roles=RoleService(
+            store=rbac_store, authorizer=authorizer, audit=audit, user_exists=user_exists
         ),
+        admin=AdminService(
+            accounts=account_store, rbac=rbac_store, lifecycle=lifecycle, audit=audit, clock=clock
+        ),
+        api_keys=api_keys,
+        introspector=Introspector(
+            authenticator=authenticator, accounts=account_store, authorizer=authorizer
+        ),
+        clock=clock,
     )

@@ -9,11 +9,16 @@ from aiohttp import web
 
 from .accounts.lifecycle import LifecycleService
 from .accounts.service import AccountService
-from .audit import Audit
+from .admin.service import AdminService
+from .apikeys.service import ApiKeyService
+from .audit import Audit, AuditReader
 from .characters.service import CharacterService
+from .clock import Clock
 from .config import Settings
+from .introspect import Introspector
 from .mail import Mailer
 from .passwords import PasswordHasher
+from .rbac.service import Authorizer, RoleService
 from .sessions.service import SessionService
 
 
@@ -24,6 +29,13 @@ class Services:
     sessions: SessionService
     lifecycle: LifecycleService
     audit: Audit
+    audit_reader: AuditReader
+    authorizer: Authorizer
+    roles: RoleService
+    admin: AdminService
+    api_keys: ApiKeyService
+    introspector: Introspector
+    clock: Clock
 
 
 SETTINGS = web.AppKey("settings", Settings)

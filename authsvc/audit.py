@@ -18,7 +18,7 @@ import time
 
 import redis.asyncio as redis
 
-from .clock import Clock
+from .clock import Clock, iso
 from .store import keys
 from .store.connection import OUTAGE_ERRORS
 
@@ -98,6 +98,8 @@ class Audit:
                 pipe = self._r.pipeline(transaction=False)
                 for fields in batch:
                     pipe.xadd(keys.AUDIT_STREAM, fields, minid=minid, approximate=True)
+                    for uid in {fields.get("user_id"), fields.get("target_user")} - {None}:
+                        pipe.xadd(keys.user_activity(uid), fields, minid=minid, approximate=True)
                 await pipe.execute()
         except (*OUTAGE_ERRORS, redis.RedisError, TimeoutError):
             log.warning(
@@ -106,3 +108,75 @@ class Audit:
                 ",".join(sorted({f["action"] for f in batch})),
                 exc_info=True,
             )
+
+
+def _event(entry_id: str, fields: dict[str, str]) -> dict:
+    return {"id": entry_id, **fields, "ts": iso(fields.get("ts"))}
+
+
+class AuditReader:
+    """Queries over the trail, by stream id (which is the event's time in ms)."""
+
+    SCAN_CHUNK = 500
+    SCAN_MAX = 5_000  # entries one page may scan while filtering by action
+    STATS_MAX = 200_000
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._r = client
+
+    async def page(
+        self,
+        *,
+        user_id: str | None = None,
+        action: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> dict:
+        """Newest first. With user_id, that user's own stream; a cursor is the id of the
+        last entry returned. Filtering by action scans at most SCAN_MAX entries per
+        page, so a sparse action may answer fewer items with a next_cursor."""
+        stream = keys.user_activity(user_id) if user_id else keys.AUDIT_STREAM
+        high = f"({cursor}" if cursor else (str(until_ms) if until_ms is not None else "+")
+        low = str(since_ms) if since_ms is not None else "-"
+        items: list[dict] = []
+        scanned = 0
+        last = None
+        while len(items) < limit and scanned < self.SCAN_MAX:
+            chunk = await self._r.xrevrange(stream, high, low, count=self.SCAN_CHUNK)
+            for entry_id, fields in chunk:
+                scanned += 1
+                last = entry_id
+                if action is None or fields.get("action") == action:
+                    items.append(_event(entry_id, fields))
+                    if len(items) == limit:
+                        break
+            if len(chunk) < self.SCAN_CHUNK:
+                break
+            high = f"({last}"
+        more = last is not None and bool(await self._r.xrevrange(stream, f"({last}", low, count=1))
+        return {"items": items, "next_cursor": last if more else None}
+
+    async def stats(self, *, since_ms: int, until_ms: int) -> dict:
+        counts: dict[str, int] = {}
+        low, total, truncated = str(since_ms), 0, False
+        while True:
+            chunk = await self._r.xrange(keys.AUDIT_STREAM, low, str(until_ms), count=5000)
+            for _, fields in chunk:
+                action = fields.get("action", "?")
+                counts[action] = counts.get(action, 0) + 1
+            total += len(chunk)
+            if len(chunk) < 5000:
+                break
+            if total >= self.STATS_MAX:
+                truncated = True
+                break
+            low = f"({chunk[-1][0]}"
+        return {
+            "since": iso(since_ms),
+            "until": iso(until_ms),
+            "total": total,
+            "by_action": dict(sorted(counts.items())),
+            "truncated": truncated,
+        }

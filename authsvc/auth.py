@@ -38,6 +38,10 @@ class Principal:
     roles: tuple[str, ...] = ()
     email: str | None = None
     claims: dict[str, Any] = field(default_factory=dict)
+    # An API key's scopes (None: not an API key). The key acts with these only, and
+    # never with more than its owner holds.
+    scopes: frozenset[str] | None = None
+    api_key_id: str | None = None
 
     @property
     def account_id(self) -> int:
@@ -89,6 +93,10 @@ def unverified_issuer(token: str) -> str:
     return iss
 
 
+class ApiKeyResolver(Protocol):
+    async def resolve(self, key: str) -> Principal: ...
+
+
 class Authenticator:
     def __init__(
         self,
@@ -101,20 +109,35 @@ class Authenticator:
         self._clock = clock
         self._cache: dict[str, Principal] = {}
         self._cache_size = cache_size
+        self.api_keys: ApiKeyResolver | None = None
 
     def add_issuer(self, issuer: str, verifier: Verifier) -> None:
         self._verifiers[issuer] = verifier
 
-    async def authenticate(self, authorization: str | None) -> Principal:
-        """The principal for an `Authorization` header value; InvalidToken otherwise."""
-        if not authorization:
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        """The caller, from `Authorization: Bearer <token>`, `Authorization: ApiKey
+        <key>` or `X-API-Key: <key>`; InvalidToken otherwise."""
+        authorization = headers.get("Authorization")
+        api_key = headers.get("X-API-Key")
+        if not authorization and not api_key:
             raise InvalidToken(
                 "an Authorization: Bearer <token> header is required", code=Code.MISSING_TOKEN
             )
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise InvalidToken("the Authorization header must be 'Bearer <token>'")
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            token = token.strip()
+            if scheme.lower() == "apikey" and token:
+                api_key = token
+            elif scheme.lower() != "bearer" or not token:
+                raise InvalidToken("the Authorization header must be 'Bearer <token>'")
+            else:
+                return await self.verify_token(token)
+        if self.api_keys is None:
+            raise InvalidToken("API keys are not accepted here")
+        return await self.api_keys.resolve(api_key.strip())
+
+    async def verify_token(self, token: str) -> Principal:
+        """The principal of a bearer token (cached until its expiry); InvalidToken."""
         hit = self._cache.get(token)
         if hit is not None:
             if hit.exp > self._clock():

@@ -63,6 +63,13 @@ class Settings:
     smtp_password: str = field(default="", repr=False)
     smtp_starttls: bool = True
     smtp_timeout: float = 10.0
+    # Roles, API keys
+    default_role: str = "user"
+    rbac_cache_ttl: float = 2.0
+    # Keycloak realm/client roles -> local roles, "kc-role=local-role,..."; a token role
+    # with no mapping counts as the local role of the same name, if there is one.
+    keycloak_role_mapping: tuple[str, ...] = ()
+    apikey_rate_limit: int = 600  # requests per key per minute
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -102,6 +109,12 @@ class Settings:
         _check_range("EMAIL_VERIFICATION_TTL", self.email_verification_ttl, 60, 30 * 86400)
         _check_range("PASSWORD_RESET_TTL", self.password_reset_ttl, 60, 7 * 86400)
         _check_range("SMTP_PORT", self.smtp_port, 1, 65535)
+        _check_range("APIKEY_RATE_LIMIT", self.apikey_rate_limit, 1, 1_000_000)
+        if not 0 <= self.rbac_cache_ttl <= 300:
+            raise ConfigError("RBAC_CACHE_TTL must be between 0 and 300 seconds")
+        for pair in self.keycloak_role_mapping:
+            if pair.count("=") != 1 or not all(pair.split("=")):
+                raise ConfigError(f"KEYCLOAK_ROLE_MAPPING: '{pair}' is not kc-role=local-role")
         if self.mail_backend not in ("outbox", "smtp"):
             raise ConfigError("MAIL_BACKEND must be 'outbox' or 'smtp'")
         if not 0 < self.smtp_timeout <= 120:
@@ -121,6 +134,10 @@ class Settings:
             raise ConfigError("KEYDB_URL must start with redis://, rediss:// or unix://")
         if not self.jwt_issuer or not self.jwt_audience:
             raise ConfigError("JWT_ISSUER and JWT_AUDIENCE must not be empty")
+
+    @property
+    def role_mapping(self) -> dict[str, str]:
+        return dict(pair.split("=", 1) for pair in self.keycloak_role_mapping)
 
     @property
     def store_url(self) -> str:

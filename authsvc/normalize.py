@@ -13,3 +13,8 @@ def username_lc(username: str) -> str:
 
 def email_lc(email: str) -> str:
     return unicodedata.normalize("NFC", email.strip()).lower()
+
+
+def normalizer(field: str):
+    """The normalisation of a claimed field: 'username' or 'email'."""
+    return {"username": username_lc, "email": email_lc}[field]

@@ -22,6 +22,7 @@ from .errors import Code, DomainError
 log = logging.getLogger("authsvc.web")
 
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+AUTHORIZER = web.AppKey("authorizer", object)  # rbac.service.Authorizer
 
 STATUS: dict[Code, int] = {
     Code.INVALID_JSON: 400,
@@ -209,15 +210,17 @@ class Endpoint:
     responses: dict[int, Any] = field(default_factory=dict)
     auth: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    permission: str | None = None
 
 
 class Api:
     """Collects endpoint declarations; `register` wires them into an application.
 
     The wrapper does what every handler would otherwise repeat: authenticate the
-    caller (when `auth`), parse and validate the body and query with their schemas,
-    then call the handler with keyword arguments `principal`, `body`, `query` and the
-    endpoint's `options`."""
+    caller (when `auth`), check the permission the route declares, parse and validate
+    the body and query with their schemas, then call the handler with keyword
+    arguments `principal`, `body`, `query` and the endpoint's `options`. Every route
+    that authenticates must name its permission: there is no unchecked default."""
 
     def __init__(self) -> None:
         self.endpoints: list[Endpoint] = []
@@ -233,8 +236,12 @@ class Api:
         query: Schema | None = None,
         responses: dict[int, Any] | None = None,
         auth: bool = True,
+        permission: str | None = None,
         **options: Any,
     ) -> Callable[[Handler], Handler]:
+        if auth and not permission:
+            raise TypeError(f"{method} {path}: an authenticated route must declare a permission")
+
         def decorate(handler: Handler) -> Handler:
             self.endpoints.append(
                 Endpoint(
@@ -248,6 +255,7 @@ class Api:
                     responses or {},
                     auth,
                     options,
+                    permission,
                 )
             )
             return handler
@@ -260,21 +268,22 @@ class Api:
 
 
 def _wrap(ep: Endpoint) -> Handler:
-    handler, body_schema, query_schema, auth, options = (
+    handler, body_schema, query_schema, auth, options, permission = (
         ep.handler,
         ep.body,
         ep.query,
         ep.auth,
         ep.options,
+        ep.permission,
     )
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         kw: dict[str, Any] = dict(options)
         if auth:
-            kw["principal"] = await request.app[AUTHENTICATOR].authenticate(
-                request.headers.get("Authorization")
-            )
+            principal = await request.app[AUTHENTICATOR].authenticate(request.headers)
+            await request.app[AUTHORIZER].require(principal, permission)
+            kw["principal"] = principal
         if body_schema is not None:
             kw["body"] = validate(body_schema, await read_json(request))
         if query_schema is not None:

@@ -49,12 +49,24 @@ async def data_keys(store) -> list[str]:
 
     shapes = []
     async for key in store.scan_iter(count=1000):
-        if key == "audit:events" or key.startswith("rl:"):
-            continue
+        if key in ("audit:events", "rbac:roles") or key.startswith("rl:"):
+            continue  # the trail, the role definitions, rate-limit counters
+        if key.endswith(":activity"):
+            continue  # a user's copy of the trail
         key = re.sub(r"\{\d+\}", "{*}", key)
         shapes.append(re.sub(r"^account:(username|email):.*", r"account:\1:*", key))
     return sorted(shapes)
 
 
 # What one registered account leaves in the store.
-ONE_ACCOUNT = ["account:email:*", "account:username:*", "account:{*}", "account:{*}:verify"]
+ONE_ACCOUNT = [
+    "account:email:*",
+    "account:username:*",
+    "account:{*}",
+    "account:{*}:verify",
+    "idx:users:created",
+    "idx:users:email",
+    "idx:users:username",
+    "rbac:members:user",
+    "user:{*}:roles",
+]

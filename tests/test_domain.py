@@ -37,6 +37,7 @@ async def services(fake_store):
         clock,
     )
     yield svc, tokens, clock
+    await svc.audit.flush()
     hasher.close()
 
 

@@ -164,7 +164,14 @@ async def test_abandoned_registration_releases_its_claims(store):
     assert await store.get("account:username:slow") == "2"
     assert await store.get("account:email:slow@x.io") is None  # released
     assert not await store.exists(keys.account(1))
-    assert await data_keys(store) == ["account:email:*", "account:username:*", "account:{*}"]
+    assert await data_keys(store) == [
+        "account:email:*",
+        "account:username:*",
+        "account:{*}",
+        "idx:users:created",
+        "idx:users:email",
+        "idx:users:username",
+    ]
 
 
 async def test_check_reports_and_fixes_leftovers(http, store):

@@ -88,6 +88,7 @@ def token_response(result) -> web.Response:
     summary="The caller's account",
     tags=("users",),
     responses={200: schemas.Account},
+    permission="profile:read",
 )
 async def me(request: web.Request, *, principal: Principal) -> web.Response:
     account = await request.app[SERVICES].accounts.me(principal.account_id, sid=principal.sid)
@@ -159,6 +160,7 @@ async def reset_password(request: web.Request, *, body: dict) -> web.Response:
     tags=("users",),
     body=schemas.ChangePasswordRequest(),
     responses={200: schemas.RevokedCount},
+    permission="profile:write",
 )
 async def change_password(
     request: web.Request, *, principal: Principal, body: dict

@@ -33,11 +33,14 @@ def account_view(acc: dict[str, str]) -> dict:
     }
 
 
-def claim_for(identifier: str) -> str:
-    """The claim key a login name resolves through: email if it has an @."""
+def claim_for(identifier: str) -> tuple[str, str, str]:
+    """(claim key, field, normalised value) a login name resolves through: email if it
+    has an @, else username."""
     if "@" in identifier:
-        return keys.email_claim(email_lc(identifier))
-    return keys.username_claim(username_lc(identifier))
+        value = email_lc(identifier)
+        return keys.email_claim(value), "email", value
+    value = username_lc(identifier)
+    return keys.username_claim(value), "username", value
 
 
 class AccountService:
@@ -49,8 +52,10 @@ class AccountService:
         throttle: LoginThrottle,
         audit: Audit,
         require_verified_email: bool = False,
+        default_roles: tuple[str, ...] = ("user",),
         clock: Clock = time.time,
     ) -> None:
+        self._default_roles = default_roles
         self._store = store
         self._hasher = hasher
         self._throttle = throttle
@@ -59,7 +64,14 @@ class AccountService:
         self._clock = clock
 
     async def register(
-        self, *, username: str, email: str, password: str, ip: str | None = None
+        self,
+        *,
+        username: str,
+        email: str,
+        password: str,
+        ip: str | None = None,
+        roles: tuple[str, ...] | None = None,
+        email_verified: bool = False,
     ) -> dict:
         password_hash = await self._hasher.hash(password)
         for _ in range(3):  # a fresh id on the (2**-53-rare) id collision
@@ -72,6 +84,8 @@ class AccountService:
                 email_lc=email_lc(email),
                 password_hash=password_hash,
                 created_at_ms=now_ms,
+                roles=self._default_roles if roles is None else roles,
+                email_verified=email_verified,
             )
             try:
                 created = await self._store.create(acc, now_ms=now_ms)
@@ -95,7 +109,7 @@ class AccountService:
                     "updated_at": iso(now_ms),
                     "last_login_at": None,
                     "is_active": True,
-                    "email_verified": False,
+                    "email_verified": email_verified,
                 }
         raise DomainError("could not allocate an account id")
 
@@ -107,9 +121,9 @@ class AccountService:
         The brute-force limits are checked first, before any bcrypt work. Every miss
         then costs one bcrypt check and answers the same error, so neither the message
         nor the time tells whether the account exists."""
-        claim = claim_for(identifier)
-        acc = await self._store.resolve(claim)
-        subject = acc["id"] if acc else "u:" + claim.rsplit(":", 1)[-1]
+        claim, field, value = claim_for(identifier)
+        acc = await self._store.resolve(claim, field=field, value_lc=value)
+        subject = acc["id"] if acc else "u:" + value
         known = await self._throttle.is_known(subject, ip)  # same work for unknown names
         await self._throttle.check(subject, ip, known_ip=known)
         ok = await self._hasher.verify(password, acc["password"] if acc else None)
@@ -149,4 +163,5 @@ class AccountService:
         return account_view(acc)
 
     async def find_by_email(self, email: str) -> dict[str, str] | None:
-        return await self._store.resolve(keys.email_claim(email_lc(email)))
+        value = email_lc(email)
+        return await self._store.resolve(keys.email_claim(value), field="email", value_lc=value)

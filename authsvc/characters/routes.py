@@ -40,6 +40,7 @@ def _ownership(seed: bool):
     summary="List the caller's characters (seed path)",
     tags=TAGS,
     responses={200: schemas.CharacterList},
+    permission="characters:read",
 )
 @api.route(
     "GET",
@@ -47,6 +48,7 @@ def _ownership(seed: bool):
     summary="List the caller's characters",
     tags=TAGS,
     responses={200: schemas.CharacterList},
+    permission="characters:read",
 )
 async def list_characters(request: web.Request, *, principal: Principal) -> web.Response:
     chars = await request.app[SERVICES].characters.list(principal.account_id, sid=principal.sid)
@@ -61,6 +63,7 @@ async def list_characters(request: web.Request, *, principal: Principal) -> web.
     body=schemas.CreateCharacterRequest(),
     responses={200: schemas.Character},
     created=200,
+    permission="characters:write",
 )
 @api.route(
     "POST",
@@ -70,6 +73,7 @@ async def list_characters(request: web.Request, *, principal: Principal) -> web.
     body=schemas.CreateCharacterRequest(),
     responses={201: schemas.Character},
     created=201,
+    permission="characters:write",
 )
 async def create_character(
     request: web.Request, *, principal: Principal, body: dict, created: int
@@ -87,6 +91,7 @@ async def create_character(
     tags=TAGS,
     responses={200: schemas.Character},
     seed=True,
+    permission="characters:read",
 )
 @api.route(
     "GET",
@@ -95,6 +100,7 @@ async def create_character(
     tags=TAGS,
     responses={200: schemas.Character},
     seed=False,
+    permission="characters:read",
 )
 async def get_character(request: web.Request, *, principal: Principal, seed: bool):
     with _ownership(seed):
@@ -112,6 +118,7 @@ async def get_character(request: web.Request, *, principal: Principal, seed: boo
     body=schemas.UpdateCharacterRequest(),
     responses={200: schemas.Character},
     seed=True,
+    permission="characters:write",
 )
 @api.route(
     "PUT",
@@ -121,6 +128,7 @@ async def get_character(request: web.Request, *, principal: Principal, seed: boo
     body=schemas.UpdateCharacterRequest(),
     responses={200: schemas.Character},
     seed=False,
+    permission="characters:write",
 )
 async def update_character(
     request: web.Request, *, principal: Principal, body: dict, seed: bool
@@ -139,9 +147,16 @@ async def update_character(
     tags=TAGS,
     responses={200: schemas.Deleted},
     seed=True,
+    permission="characters:write",
 )
 @api.route(
-    "DELETE", V1 + ITEM, summary="Delete a character", tags=TAGS, responses={204: None}, seed=False
+    "DELETE",
+    V1 + ITEM,
+    summary="Delete a character",
+    tags=TAGS,
+    responses={204: None},
+    seed=False,
+    permission="characters:write",
 )
 async def delete_character(request: web.Request, *, principal: Principal, seed: bool):
     cid = int(request.match_info["id"])

@@ -41,6 +41,7 @@ async def refresh(request: web.Request, *, body: dict) -> web.Response:
     summary="End the current session",
     tags=("auth",),
     responses={204: None},
+    permission="sessions:manage",
 )
 async def logout(request: web.Request, *, principal: Principal) -> web.Response:
     await request.app[SERVICES].sessions.logout(principal, ip=client_ip(request))
@@ -53,6 +54,7 @@ async def logout(request: web.Request, *, principal: Principal) -> web.Response:
     summary="The caller's sessions, the current marked",
     tags=TAGS,
     responses={200: schemas.SessionList},
+    permission="sessions:manage",
 )
 async def list_sessions(request: web.Request, *, principal: Principal) -> web.Response:
     return json_response({"sessions": await request.app[SERVICES].sessions.list(principal)})
@@ -64,6 +66,7 @@ async def list_sessions(request: web.Request, *, principal: Principal) -> web.Re
     summary="Revoke one of the caller's sessions",
     tags=TAGS,
     responses={204: None},
+    permission="sessions:manage",
 )
 async def revoke_session(request: web.Request, *, principal: Principal) -> web.Response:
     await request.app[SERVICES].sessions.revoke(
@@ -79,6 +82,7 @@ async def revoke_session(request: web.Request, *, principal: Principal) -> web.R
     tags=TAGS,
     query=RevokeAllQuery(),
     responses={200: schemas.RevokedCount},
+    permission="sessions:manage",
 )
 async def revoke_sessions(
     request: web.Request, *, principal: Principal, query: dict

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as redis
 
+from .. import normalize
 from . import keys
 from .connection import guarded_lua_source, lua_source, store_call
 
@@ -45,6 +46,8 @@ class NewAccount:
     email_lc: str
     password_hash: str
     created_at_ms: int
+    roles: tuple[str, ...] = ()
+    email_verified: bool = False
 
 
 class AccountStore:
@@ -63,6 +66,8 @@ class AccountStore:
         self._hset_if_exists = s(lua_source("hset_if_exists"))
         self._me = s(guarded_lua_source("account_me"))
         self._verify_email = s(lua_source("email_verify"))
+        self._delete = s(lua_source("account_delete", "_sessions"))
+        self._set_identity = s(lua_source("account_set_identity"))
 
     @store_call
     async def create(self, acc: NewAccount, *, now_ms: int) -> bool:
@@ -78,11 +83,11 @@ class AccountStore:
             "created_at": str(acc.created_at_ms),
             "updated_at": str(acc.created_at_ms),
             "is_active": "1",
-            "email_verified": "0",
+            "email_verified": "1" if acc.email_verified else "0",
             "pending": "1",
         }
         flat = [x for kv in fields.items() for x in kv]
-        if not await self._create_pending(keys=[akey], args=flat):
+        if not await self._create_pending(keys=[akey], args=[" ".join(acc.roles), *flat]):
             return False
         held: list[str] = []
         try:
@@ -94,6 +99,7 @@ class AccountStore:
                 held.append(claim)
             if not await self._activate(keys=[akey]):
                 raise RegistrationAbandoned()
+            await self.index(aid, acc.username_lc, acc.email_lc, acc.created_at_ms, acc.roles)
         except BaseException:
             # Best effort: if this fails too (store gone), the pending account and
             # its claims are exactly the crash state described above.
@@ -121,12 +127,16 @@ class AccountStore:
         raise ClaimTaken(field)
 
     @store_call
-    async def resolve(self, claim_key: str) -> dict[str, str] | None:
-        """The live account a claim names, or None (no claim, stale claim, pending)."""
+    async def resolve(self, claim_key: str, *, field: str, value_lc: str) -> dict[str, str] | None:
+        """The live account a claim names, or None (no claim, pending, or stale: the
+        account's current `field` no longer normalises to the claimed value)."""
         aid = await self._r.get(claim_key)
         if aid is None:
             return None
-        return await self._live(aid)
+        acc = await self._live(aid)
+        if acc is None or normalize.normalizer(field)(acc.get(field, "")) != value_lc:
+            return None
+        return acc
 
     async def _live(self, aid: str) -> dict[str, str] | None:
         acc = await self._r.hgetall(keys.account(aid))
@@ -170,3 +180,99 @@ class AccountStore:
                 args=[token_hash, now_ms],
             )
         )
+
+    @store_call
+    async def index(
+        self,
+        aid: str,
+        username_lc: str,
+        email_lc: str,
+        created_ms: int,
+        roles: tuple[str, ...] = (),
+    ) -> None:
+        """Add the account to the admin listing indexes (derived; after activation)."""
+        pipe = self._r.pipeline(transaction=False)
+        for role in roles:
+            pipe.zadd(keys.role_members(role), {aid: 0})
+        pipe.zadd(keys.USERS_BY_CREATED, {f"{created_ms:013d}:{aid}": 0})
+        pipe.zadd(keys.USERS_BY_USERNAME, {f"{username_lc}:{aid}": 0})
+        pipe.zadd(keys.USERS_BY_EMAIL, {f"{email_lc} {aid}": 0})
+        await pipe.execute()
+
+    @store_call
+    async def unindex(self, aid: str, username_lc: str, email_lc: str, created_ms: int) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        pipe.zrem(keys.USERS_BY_CREATED, f"{created_ms:013d}:{aid}")
+        pipe.zrem(keys.USERS_BY_USERNAME, f"{username_lc}:{aid}")
+        pipe.zrem(keys.USERS_BY_EMAIL, f"{email_lc} {aid}")
+        await pipe.execute()
+
+    @store_call
+    async def page_by_created(self, *, cursor: str, limit: int) -> list[str]:
+        """Members "<created_ms, 13 digits>:<id>", newest first, after `cursor`."""
+        high = f"({cursor}" if cursor else "+"
+        return await self._r.zrevrangebylex(keys.USERS_BY_CREATED, high, "-", 0, limit)
+
+    @store_call
+    async def page_by_prefix(
+        self, index: str, prefix: str, *, cursor: str, limit: int
+    ) -> list[str]:
+        """Index members starting with `prefix`, in order, after `cursor` (a member)."""
+        start = f"({cursor}" if cursor else f"[{prefix}"
+        return await self._r.zrangebylex(index, start, f"[{prefix}\xff", 0, limit)
+
+    @store_call
+    async def get_many(self, ids: list[str]) -> list[dict[str, str]]:
+        pipe = self._r.pipeline(transaction=False)
+        for aid in ids:
+            pipe.hgetall(keys.account(aid))
+        return [a for a in await pipe.execute() if a and a.get("pending") != "1"]
+
+    @store_call
+    async def delete(self, account_id: str) -> dict | None:
+        """Delete the account with everything in its slot, then its claims and index
+        entries (compare-and-delete: a claim already taken over is left alone). Returns
+        what was deleted (username, email, roles), or None."""
+        reply = await self._delete(keys=[keys.account(account_id)])
+        if not reply:
+            return None
+        username, email, created, *roles = reply
+        await self._claim_release(
+            keys=[keys.username_claim(normalize.username_lc(username))], args=[account_id]
+        )
+        await self._claim_release(
+            keys=[keys.email_claim(normalize.email_lc(email))], args=[account_id]
+        )
+        await self.unindex(
+            account_id, normalize.username_lc(username), normalize.email_lc(email), int(created)
+        )
+        return {"username": username, "email": email, "roles": roles}
+
+    @store_call
+    async def change_identity(
+        self, account_id: str, field: str, old: str, new: str, *, now_ms: int
+    ) -> None:
+        """Move a username or email: claim the new value (SET NX, stale takeover as at
+        registration), compare-and-set the account, release the old claim. A crash in
+        between leaves a claim that does not match the account: `resolve` ignores it and
+        `authsvc check --fix` releases it. Raises ClaimTaken or RegistrationAbandoned."""
+        norm = normalize.normalizer(field)
+        claim = keys.username_claim if field == "username" else keys.email_claim
+        new_claim, old_claim = claim(norm(new)), claim(norm(old))
+        if new_claim != old_claim:
+            await self._claim(new_claim, account_id, field, now_ms=now_ms)
+        if not await self._set_identity(
+            keys=[keys.account(account_id)], args=[field, old, new, now_ms]
+        ):
+            if new_claim != old_claim:
+                await self._claim_release(keys=[new_claim], args=[account_id])
+            raise RegistrationAbandoned()
+        if new_claim != old_claim:
+            await self._claim_release(keys=[old_claim], args=[account_id])
+        acc = await self._r.hgetall(keys.account(account_id))
+        pipe = self._r.pipeline(transaction=False)
+        index = keys.USERS_BY_USERNAME if field == "username" else keys.USERS_BY_EMAIL
+        sep = ":" if field == "username" else " "
+        pipe.zrem(index, f"{norm(old)}{sep}{account_id}")
+        pipe.zadd(index, {f"{norm(acc.get(field, new))}{sep}{account_id}": 0})
+        await pipe.execute()

@@ -97,6 +97,52 @@ def password_reset(account_id: int | str) -> str:
     return f"account:{{{account_id}}}:reset"
 
 
+def user_roles(user_id: int | str) -> str:
+    """set: the roles granted to a user (local account or Keycloak user). For a local
+    account it shares the account's slot and is written with it at registration; the
+    account scripts derive this name from `account:{A}`: keep them in step."""
+    return f"user:{{{user_id}}}:roles"
+
+
+ROLES = "rbac:roles"  # hash: role name -> JSON {permissions, inherits, description, builtin}
+RBAC_CHANNEL = "authsvc:rbac"  # pub/sub: role changes, so every process drops its cache
+
+
+def role_members(role: str) -> str:
+    """zset (all scores 0, ordered by member): ids of the users holding a role. A
+    derived index for listing; the user's own roles set is the truth."""
+    return f"rbac:members:{role}"
+
+
+# Derived indexes for the admin listing (no keyspace scans). Each is rebuilt from the
+# account hashes by `authsvc check --fix` if a crash left it behind.
+USERS_BY_CREATED = "idx:users:created"  # zset, scores 0: "<created_ms:013d>:<id>" (lex)
+USERS_BY_USERNAME = "idx:users:username"  # zset, scores 0: "<username_lc>:<id>" (lex)
+USERS_BY_EMAIL = "idx:users:email"  # zset, scores 0: "<email_lc> <id>" (lex)
+
+
+def user_record(user_id: int | str) -> str:
+    """hash: the users record of an external (Keycloak) user, keyed by its `sub`."""
+    return f"user:{{{user_id}}}"
+
+
+def user_activity(user_id: int | str) -> str:
+    """stream: the audit events about one user (a copy of theirs from audit:events), for
+    GET /users/me/activity without scanning the global stream; trimmed like it."""
+    return f"user:{{{user_id}}}:activity"
+
+
+def api_key(owner_id: int | str, key_id: str) -> str:
+    """hash: one API key: name, scopes, SHA-256 of the key (never the key), created_at,
+    expires_at, last_used_at, owner_username."""
+    return f"apikey:{{{owner_id}}}:{key_id}"
+
+
+def user_api_keys(owner_id: int | str) -> str:
+    """zset: the owner's API key ids, scored by creation (ms)."""
+    return f"user:{{{owner_id}}}:apikeys"
+
+
 def rate_limit(scope: str, *parts: str) -> str:
     """string counter with a TTL (the window), e.g. rl:login:acct_ip:<subject>:<ip>."""
     return ":".join(("rl", scope, *parts))

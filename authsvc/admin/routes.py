@@ -1,0 +1,365 @@
+"""HTTP for administration: users, roles, the activity trail."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from marshmallow import Schema, fields, validate
+
+from ..accounts.schemas import Account
+from ..app_keys import SERVICES
+from ..auth import Principal
+from ..schemas import Email, Text, Username
+from ..web import Api, json_response
+
+api = Api()
+USERS = "/api/v1/admin/users"
+USER = USERS + "/{id:[0-9]{1,16}}"
+ROLE_PATH = "{role:[a-z][a-z0-9_.-]{0,63}}"
+
+
+class Page(Schema):
+    cursor = fields.String(load_default="", validate=validate.Length(max=600))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+class UserQuery(Page):
+    username = fields.String(load_default=None, validate=validate.Length(min=1, max=50))
+    email = fields.String(load_default=None, validate=validate.Length(min=1, max=254))
+    role = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
+
+
+class UserPatch(Schema):
+    username = Username()
+    email = Email()
+    email_verified = fields.Boolean()
+    is_active = fields.Boolean()
+
+
+class AdminAccount(Account):
+    roles = fields.List(fields.String(), required=True)
+
+
+class AccountPage(Schema):
+    items = fields.List(fields.Nested(Account), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class RoleRequest(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    permissions = fields.List(
+        fields.String(validate=validate.Length(max=128)),
+        required=True,
+        validate=validate.Length(max=200),
+    )
+    inherits = fields.List(
+        fields.String(validate=validate.Length(max=64)),
+        load_default=list,
+        validate=validate.Length(max=50),
+    )
+    description = Text(max_len=500, load_default="")
+
+
+class Role(Schema):
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    permissions = fields.List(fields.String(), required=True)
+    inherits = fields.List(fields.String(), required=True)
+    builtin = fields.Boolean(required=True)
+    effective_permissions = fields.List(fields.String(), required=True)
+
+
+class RoleList(Schema):
+    roles = fields.List(fields.Nested(Role), required=True)
+
+
+class GrantRequest(Schema):
+    role = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+class Granted(Schema):
+    roles = fields.List(fields.String(), required=True)
+
+
+class IdPage(Schema):
+    items = fields.List(fields.String(), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class ActivityPage(Page):
+    # A cursor here is a stream entry id.
+    cursor = fields.String(
+        load_default="",
+        validate=validate.Regexp(
+            r"^([0-9]{1,20}-[0-9]{1,20})?\Z", error="Not a cursor from this API."
+        ),
+    )
+
+
+class ActivityQuery(ActivityPage):
+    user_id = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
+    action = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
+    since = fields.AwareDateTime(load_default=None)
+    until = fields.AwareDateTime(load_default=None)
+
+
+class StatsQuery(Schema):
+    since = fields.AwareDateTime(load_default=None)
+    until = fields.AwareDateTime(load_default=None)
+
+
+class Event(Schema):
+    id = fields.String(required=True)
+    action = fields.String(required=True)
+    ts = fields.String(required=True)
+
+
+class EventPage(Schema):
+    items = fields.List(fields.Dict(), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class Stats(Schema):
+    since = fields.String(required=True)
+    until = fields.String(required=True)
+    total = fields.Integer(required=True)
+    by_action = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    truncated = fields.Boolean(required=True)
+
+
+# -- users -----------------------------------------------------------------------------
+
+
+@api.route(
+    "GET",
+    USERS,
+    summary="List accounts (one filter: username or email prefix, or role)",
+    tags=("admin",),
+    query=UserQuery(),
+    responses={200: AccountPage},
+    permission="users:read",
+)
+async def list_users(request: web.Request, *, principal: Principal, query: dict):
+    page = await request.app[SERVICES].admin.list_users(
+        username_prefix=query["username"],
+        email_prefix=query["email"],
+        role=query["role"],
+        cursor=query["cursor"],
+        limit=query["limit"],
+    )
+    return json_response(page)
+
+
+@api.route(
+    "GET",
+    USER,
+    summary="One account, with its roles",
+    tags=("admin",),
+    responses={200: AdminAccount},
+    permission="users:read",
+)
+async def get_user(request: web.Request, *, principal: Principal):
+    return json_response(await request.app[SERVICES].admin.get_user(request.match_info["id"]))
+
+
+@api.route(
+    "PATCH",
+    USER,
+    summary="Change username, email, verification or activity",
+    tags=("admin",),
+    body=UserPatch(),
+    responses={200: AdminAccount},
+    permission="users:write",
+)
+async def patch_user(request: web.Request, *, principal: Principal, body: dict):
+    user = await request.app[SERVICES].admin.update_user(
+        request.match_info["id"], body, actor=principal
+    )
+    return json_response(user)
+
+
+@api.route(
+    "DELETE",
+    USER,
+    summary="Delete an account and everything it owns",
+    tags=("admin",),
+    responses={204: None},
+    permission="users:write",
+)
+async def delete_user(request: web.Request, *, principal: Principal):
+    await request.app[SERVICES].admin.delete_user(request.match_info["id"], actor=principal)
+    return web.Response(status=204)
+
+
+@api.route(
+    "POST",
+    USER + "/disable",
+    summary="Disable: revokes every session at once",
+    tags=("admin",),
+    responses={200: AdminAccount},
+    permission="users:write",
+    active=False,
+)
+@api.route(
+    "POST",
+    USER + "/enable",
+    summary="Enable a disabled account",
+    tags=("admin",),
+    responses={200: AdminAccount},
+    permission="users:write",
+    active=True,
+)
+async def set_active(request: web.Request, *, principal: Principal, active: bool):
+    user = await request.app[SERVICES].admin.set_active(
+        request.match_info["id"], active, actor=principal
+    )
+    return json_response(user)
+
+
+# -- roles -----------------------------------------------------------------------------
+
+
+@api.route(
+    "GET",
+    "/api/v1/admin/roles",
+    summary="Roles with their effective permissions",
+    tags=("roles",),
+    responses={200: RoleList},
+    permission="roles:read",
+)
+async def list_roles(request: web.Request, *, principal: Principal):
+    return json_response({"roles": await request.app[SERVICES].roles.list()})
+
+
+@api.route(
+    "POST",
+    "/api/v1/admin/roles",
+    summary="Create a role (inheritance cycles refused)",
+    tags=("roles",),
+    body=RoleRequest(),
+    responses={201: Role},
+    permission="roles:write",
+)
+async def create_role(request: web.Request, *, principal: Principal, body: dict):
+    role = await request.app[SERVICES].roles.create(**body, actor=principal)
+    return json_response(role, status=201)
+
+
+@api.route(
+    "DELETE",
+    "/api/v1/admin/roles/" + ROLE_PATH,
+    summary="Delete an unused role",
+    tags=("roles",),
+    responses={204: None},
+    permission="roles:write",
+)
+async def delete_role(request: web.Request, *, principal: Principal):
+    await request.app[SERVICES].roles.delete(request.match_info["role"], actor=principal)
+    return web.Response(status=204)
+
+
+@api.route(
+    "GET",
+    "/api/v1/admin/roles/" + ROLE_PATH + "/users",
+    summary="Ids of the users holding a role",
+    tags=("roles",),
+    query=Page(),
+    responses={200: IdPage},
+    permission="roles:read",
+)
+async def role_users(request: web.Request, *, principal: Principal, query: dict):
+    page = await request.app[SERVICES].roles.members(
+        request.match_info["role"], cursor=query["cursor"], limit=query["limit"]
+    )
+    return json_response(page)
+
+
+@api.route(
+    "POST",
+    "/api/v1/admin/users/{id:[0-9A-Za-z-]{1,64}}/roles",
+    summary="Grant a role",
+    tags=("roles",),
+    body=GrantRequest(),
+    responses={200: Granted},
+    permission="roles:write",
+)
+async def grant_role(request: web.Request, *, principal: Principal, body: dict):
+    roles = await request.app[SERVICES].roles.grant(
+        request.match_info["id"], body["role"], actor=principal
+    )
+    return json_response({"roles": roles})
+
+
+@api.route(
+    "DELETE",
+    "/api/v1/admin/users/{id:[0-9A-Za-z-]{1,64}}/roles/" + ROLE_PATH,
+    summary="Remove a role (effective at once)",
+    tags=("roles",),
+    responses={204: None},
+    permission="roles:write",
+)
+async def revoke_role(request: web.Request, *, principal: Principal):
+    await request.app[SERVICES].roles.revoke(
+        request.match_info["id"], request.match_info["role"], actor=principal
+    )
+    return web.Response(status=204)
+
+
+# -- activity --------------------------------------------------------------------------
+
+
+def _ms(dt) -> int | None:
+    return None if dt is None else int(dt.timestamp() * 1000)
+
+
+@api.route(
+    "GET",
+    "/api/v1/users/me/activity",
+    summary="The caller's own audit events",
+    tags=("activity",),
+    query=ActivityPage(),
+    responses={200: EventPage},
+    permission="activity:read",
+)
+async def my_activity(request: web.Request, *, principal: Principal, query: dict):
+    page = await request.app[SERVICES].audit_reader.page(
+        user_id=principal.user_id, cursor=query["cursor"] or None, limit=query["limit"]
+    )
+    return json_response(page)
+
+
+@api.route(
+    "GET",
+    "/api/v1/admin/activity",
+    summary="Audit events (user, action, time range)",
+    tags=("activity",),
+    query=ActivityQuery(),
+    responses={200: EventPage},
+    permission="audit:read",
+)
+async def admin_activity(request: web.Request, *, principal: Principal, query: dict):
+    page = await request.app[SERVICES].audit_reader.page(
+        user_id=query["user_id"],
+        action=query["action"],
+        since_ms=_ms(query["since"]),
+        until_ms=_ms(query["until"]),
+        cursor=query["cursor"] or None,
+        limit=query["limit"],
+    )
+    return json_response(page)
+
+
+@api.route(
+    "GET",
+    "/api/v1/admin/activity/stats",
+    summary="Event counts by action",
+    tags=("activity",),
+    query=StatsQuery(),
+    responses={200: Stats},
+    permission="audit:read",
+)
+async def activity_stats(request: web.Request, *, principal: Principal, query: dict):
+    until = _ms(query["until"]) or int(request.app[SERVICES].clock() * 1000)
+    since = _ms(query["since"]) or until - 86_400_000
+    return json_response(
+        await request.app[SERVICES].audit_reader.stats(since_ms=since, until_ms=until)
+    )

@@ -1,0 +1,29 @@
+-- KEYS[1] account hash `account:{A}`. Deletes the account and every key of its slot:
+-- characters, sessions and refresh tokens, roles, API keys, link tokens, known
+-- addresses, its activity stream. Returns {username, email, created_at, role, ...}
+-- for the caller to release the claims and index entries (other slots), or {} when
+-- there was no account. (Needs the _sessions prelude.)
+local tag = string.sub(KEYS[1], 9)
+local acc = redis.call('HMGET', KEYS[1], 'username', 'email', 'created_at')
+if not acc[1] then
+  return {}
+end
+local chars = 'account:' .. tag .. ':characters'
+for _, cid in ipairs(redis.call('ZRANGE', chars, 0, -1)) do
+  redis.call('DEL', 'character:' .. tag .. ':' .. cid)
+end
+local sessions = 'account:' .. tag .. ':sessions'
+revoke_all(sessions, 'session:' .. tag .. ':', 'refresh:' .. tag .. ':', '')
+local apikeys = 'user:' .. tag .. ':apikeys'
+for _, kid in ipairs(redis.call('ZRANGE', apikeys, 0, -1)) do
+  redis.call('DEL', 'apikey:' .. tag .. ':' .. kid)
+end
+local roles_key = 'user:' .. tag .. ':roles'
+local out = {acc[1], acc[2], acc[3]}
+for _, role in ipairs(redis.call('SMEMBERS', roles_key)) do
+  out[#out + 1] = role
+end
+redis.call('DEL', KEYS[1], chars, sessions, apikeys, roles_key,
+           'account:' .. tag .. ':known_ips', 'account:' .. tag .. ':verify',
+           'account:' .. tag .. ':reset', 'user:' .. tag .. ':activity')
+return out

@@ -1,0 +1,86 @@
+"""Roles (one hash of definitions, changed with WATCH/MULTI so concurrent edits cannot
+create a cycle or lose each other), user role sets, and the members index."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import redis.asyncio as redis
+from redis.exceptions import WatchError
+
+from . import keys
+from .connection import store_call
+
+
+class RbacStore:
+    def __init__(self, client: redis.Redis) -> None:
+        self._r = client
+
+    @store_call
+    async def roles(self) -> dict[str, dict]:
+        raw = await self._r.hgetall(keys.ROLES)
+        return {name: json.loads(value) for name, value in raw.items()}
+
+    @store_call
+    async def seed(self, defaults: dict[str, dict]) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        for name, definition in defaults.items():
+            pipe.hsetnx(keys.ROLES, name, json.dumps({**definition, "builtin": True}))
+        await pipe.execute()
+
+    @store_call
+    async def change_roles(self, change: Callable[[dict[str, dict]], dict[str, dict | None]]):
+        """Optimistic update of the definitions: `change(current)` returns the roles to
+        write (None deletes one); it runs again if another writer got in between."""
+        async with self._r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(keys.ROLES)
+                    raw = await pipe.hgetall(keys.ROLES)
+                    current = {n: json.loads(v) for n, v in raw.items()}
+                    updates = change(current)
+                    pipe.multi()
+                    for name, definition in updates.items():
+                        if definition is None:
+                            pipe.hdel(keys.ROLES, name)
+                        else:
+                            pipe.hset(keys.ROLES, name, json.dumps(definition))
+                    await pipe.execute()
+                    return updates
+                except WatchError:
+                    continue
+
+    @store_call
+    async def user_roles(self, user_id: str) -> set[str]:
+        return set(await self._r.smembers(keys.user_roles(user_id)))
+
+    @store_call
+    async def grant(self, user_id: str, role: str) -> bool:
+        # The user's set is the truth; the members index follows (a crash between the
+        # two is repaired by `authsvc check --fix`).
+        added = await self._r.sadd(keys.user_roles(user_id), role)
+        await self._r.zadd(keys.role_members(role), {user_id: 0})
+        return bool(added)
+
+    @store_call
+    async def revoke(self, user_id: str, role: str) -> bool:
+        removed = await self._r.srem(keys.user_roles(user_id), role)
+        await self._r.zrem(keys.role_members(role), user_id)
+        return bool(removed)
+
+    @store_call
+    async def index_member(self, user_id: str, roles: list[str]) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        for role in roles:
+            pipe.zadd(keys.role_members(role), {user_id: 0})
+        await pipe.execute()
+
+    @store_call
+    async def members(self, role: str, *, after: str, limit: int) -> list[str]:
+        start = f"({after}" if after else "-"
+        return await self._r.zrangebylex(keys.role_members(role), start, "+", 0, limit)
+
+    @store_call
+    async def publish_change(self, what: str) -> None:
+        await self._r.publish(keys.RBAC_CHANNEL, what)
