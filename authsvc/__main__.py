@@ -84,6 +84,78 @@ def cmd_check(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    """Create the first operator: an account with the admin role, email verified."""
+    import getpass
+    import secrets
+
+    from .app import build_services
+    from .errors import DomainError
+    from .mail import OutboxMailer
+    from .passwords import PasswordHasher
+    from .store.connection import create_client
+    from .tokens import TokenService
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("authsvc: the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    # Tokens are not issued here: a throwaway secret stands in when none is set.
+    settings = _settings(jwt_secret=os.environ.get("API_JWT_SECRET") or secrets.token_hex(32))
+    from .accounts.schemas import RegisterRequest
+    from .web import flatten_messages
+
+    errors = RegisterRequest().validate(
+        {"username": args.username, "email": args.email, "password": password}
+    )
+    if errors:
+        for field, messages in flatten_messages(errors).items():
+            print(f"authsvc: {field}: {' '.join(messages)}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        client = create_client(settings.store_url, timeout=10)
+        hasher = PasswordHasher(cost=settings.bcrypt_cost, threads=1)
+        tokens = TokenService(
+            secret=settings.jwt_secret,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            ttl=settings.access_token_ttl,
+        )
+        try:
+            services = build_services(settings, client, hasher, OutboxMailer(), tokens, time.time)
+            await services.authorizer.definitions()  # seeds the built-in roles
+            account = await services.accounts.register(
+                username=args.username,
+                email=args.email,
+                password=password,
+                roles=("admin", settings.default_role),
+                email_verified=True,
+            )
+            await services.audit.flush()
+        except DomainError as exc:
+            print(f"authsvc: {exc.message}", file=sys.stderr)
+            return 1
+        finally:
+            hasher.close()
+            await client.aclose()
+        print(f"created admin {account['username']} (id {account['id']})")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_permissions(args: argparse.Namespace) -> int:
+    """Print the route -> permission table (the README's is this output)."""
+    from .docs import permission_table
+
+    print(permission_table())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="authsvc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check", help="report (and --fix) stale claims and orphans")
     p.add_argument("--fix", action="store_true")
     p.set_defaults(fn=cmd_check)
+    p = sub.add_parser("create-admin", help="create an admin account (password on stdin)")
+    p.add_argument("--username", required=True)
+    p.add_argument("--email", required=True)
+    p.set_defaults(fn=cmd_create_admin)
+    p = sub.add_parser("permissions", help="print the route -> permission table")
+    p.set_defaults(fn=cmd_permissions)
     args = parser.parse_args(argv)
     return args.fn(args)
 

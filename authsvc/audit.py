@@ -2,7 +2,7 @@
 
 Writes never fail the request they describe (a store error is logged, not raised) and
 never carry secrets: fields whose names look like secrets are dropped before writing.
-Entries older than AUDIT_RETENTION_DAYS are trimmed by the XADD itself (MINID ~), so
+Entries older than AUDIT_RETENTION_DAYS are trimmed by the XADD itself (MINID), so
 no sweeper is needed.
 
 Writes are buffered: `record` returns at once, and the buffer goes to the store in one

@@ -233,15 +233,16 @@ async def list_roles(request: web.Request, *, principal: Principal):
 @api.route(
     "POST",
     "/api/v1/admin/roles",
-    summary="Create a role (inheritance cycles refused)",
+    summary="Create (201) or redefine (200) a role; inheritance cycles are refused",
     tags=("roles",),
     body=RoleRequest(),
-    responses={201: Role},
+    responses={201: Role, 200: Role},
     permission="roles:write",
 )
 async def create_role(request: web.Request, *, principal: Principal, body: dict):
     role = await request.app[SERVICES].roles.create(**body, actor=principal)
-    return json_response(role, status=201)
+    created = role.pop("created")
+    return json_response(role, status=201 if created else 200)
 
 
 @api.route(

@@ -131,6 +131,8 @@ class AdminService:
             raise NotFound("no such user")
         for purge in self.purgers:
             await purge(user_id)
+        # Buffered events about the user would recreate their activity stream later.
+        await self._audit.flush()
         deleted = await self._accounts.delete(user_id)
         if deleted is None:
             raise NotFound("no such user")
@@ -140,5 +142,6 @@ class AdminService:
             "account_deleted",
             user_id=actor.user_id if actor else user_id,
             username=actor.username if actor else deleted["username"],
-            target_user=user_id,
+            # Not `target_user`: that would recreate the deleted user's activity stream.
+            deleted_user=user_id,
         )

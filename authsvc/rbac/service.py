@@ -167,9 +167,12 @@ class RoleService:
         await self._authz.definitions()  # seeds the defaults if this is the first call
 
         def change(current: dict[str, dict]) -> dict[str, dict | None]:
-            if name in current:
-                raise Conflict(f"role '{name}' exists", fields={"name": ["Already exists."]})
-            missing = [p for p in inherits if p not in current]
+            if current.get(name, {}).get("builtin"):
+                raise Conflict(
+                    f"'{name}' is a built-in role and cannot be redefined",
+                    fields={"name": ["Built-in."]},
+                )
+            missing = [p for p in inherits if p not in current and p != name]
             if missing:
                 raise ValidationFailed(fields={"inherits": [f"No such role: {', '.join(missing)}"]})
             role = {
@@ -186,12 +189,17 @@ class RoleService:
                 )
             return {name: role}
 
+        existed = name in await self._authz.definitions()
         await self._store.change_roles(change)
         await self._changed("roles")
         await self._audit.record(
-            "role_created", user_id=actor.user_id, username=actor.username, role=name
+            "role_updated" if existed else "role_created",
+            user_id=actor.user_id,
+            username=actor.username,
+            role=name,
         )
-        return next(r for r in await self.list() if r["name"] == name)
+        role = next(r for r in await self.list() if r["name"] == name)
+        return {**role, "created": not existed}
 
     async def delete(self, name: str, *, actor: Principal) -> None:
         if await self._store.members(name, after="", limit=1):

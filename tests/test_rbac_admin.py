@@ -1,0 +1,588 @@
+"""Roles, permissions, administration, API keys, introspection and the audit trail,
+over HTTP on a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from authsvc.app_keys import SERVICES
+from authsvc.audit import Audit
+from authsvc.docs import permission_table
+from authsvc.verify import InvalidToken, verify_token
+
+from .conftest import SECRET
+from .helpers import error_of, login, new_user, register
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def make_admin(http) -> tuple[dict, dict]:
+    user = new_user("admin")
+    acc = await http.app[SERVICES].accounts.register(
+        **user, roles=("admin", "user"), email_verified=True
+    )
+    return user | {"id": acc["id"]}, bearer(await login(http, user))
+
+
+async def user_and_auth(http, prefix="user") -> tuple[dict, dict]:
+    user = await register(http, new_user(prefix))
+    return user, bearer(await login(http, user))
+
+
+# -- permissions and roles ------------------------------------------------------------
+
+
+async def test_default_role_and_a_403_naming_the_permission(http):
+    _, auth = await user_and_auth(http)
+    assert (await http.get("/characters", headers=auth)).status == 200
+    resp = await http.get("/api/v1/admin/users", headers=auth)
+    assert resp.status == 403
+    err = await error_of(resp)
+    assert err["code"] == "forbidden" and "users:read" in err["message"]
+
+
+async def test_permission_granted_and_denied_along_an_inheritance_chain(http):
+    _, admin = await make_admin(http)
+    for role in (
+        {"name": "reader", "permissions": ["users:read"]},
+        {"name": "auditor", "permissions": ["audit:read"], "inherits": ["reader"]},
+    ):
+        resp = await http.post("/api/v1/admin/roles", json=role, headers=admin)
+        assert resp.status == 201, await resp.text()
+    roles = {
+        r["name"]: r
+        for r in (await (await http.get("/api/v1/admin/roles", headers=admin)).json())["roles"]
+    }
+    assert roles["auditor"]["effective_permissions"] == ["audit:read", "users:read"]
+    assert roles["admin"]["builtin"] and roles["manager"]["inherits"] == ["customer"]
+
+    user, auth = await user_and_auth(http)
+    resp = await http.post(
+        f"/api/v1/admin/users/{user['id']}/roles", json={"role": "auditor"}, headers=admin
+    )
+    assert resp.status == 200 and "auditor" in (await resp.json())["roles"]
+    assert (await http.get("/api/v1/admin/users", headers=auth)).status == 200  # inherited
+    assert (await http.get("/api/v1/admin/activity", headers=auth)).status == 200
+    resp = await http.post(f"/api/v1/admin/users/{user['id']}/disable", headers=auth)
+    assert resp.status == 403  # users:write is nowhere on the chain
+    members = await (await http.get("/api/v1/admin/roles/auditor/users", headers=admin)).json()
+    assert members["items"] == [str(user["id"])]
+
+
+async def test_inheritance_cycles_and_builtin_roles_are_refused(http):
+    _, admin = await make_admin(http)
+    post = lambda body: http.post("/api/v1/admin/roles", json=body, headers=admin)  # noqa: E731
+    assert (await post({"name": "r1", "permissions": ["x:read"]})).status == 201
+    assert (await post({"name": "r2", "permissions": [], "inherits": ["r1"]})).status == 201
+    resp = await post({"name": "r1", "permissions": ["x:read"], "inherits": ["r2"]})
+    assert resp.status == 409 and "cycle" in (await error_of(resp))["message"]
+    resp = await post({"name": "r3", "permissions": [], "inherits": ["r3"]})
+    assert resp.status == 409
+    resp = await post({"name": "r1", "permissions": ["x:write"]})  # redefine: 200
+    assert resp.status == 200 and (await resp.json())["permissions"] == ["x:write"]
+    assert (await post({"name": "admin", "permissions": []})).status == 409
+    assert (await post({"name": "Bad Name", "permissions": []})).status == 422
+    assert (await post({"name": "r4", "permissions": ["not a perm"]})).status == 422
+    assert (await post({"name": "r5", "permissions": [], "inherits": ["ghost"]})).status == 422
+    assert (await http.delete("/api/v1/admin/roles/r1", headers=admin)).status == 409  # r2
+    assert (await http.delete("/api/v1/admin/roles/r2", headers=admin)).status == 204
+    assert (await http.delete("/api/v1/admin/roles/r1", headers=admin)).status == 204
+    assert (await http.delete("/api/v1/admin/roles/user", headers=admin)).status == 409
+    assert (await http.delete("/api/v1/admin/roles/nope", headers=admin)).status == 404
+
+
+async def test_role_removal_takes_effect_at_once_in_every_process(make_client):
+    a = await make_client()
+    b = await make_client()  # a second service process on the same store
+    _, admin = await make_admin(a)
+    user, _ = await user_and_auth(a)
+    await a.post(f"/api/v1/admin/users/{user['id']}/roles", json={"role": "manager"}, headers=admin)
+    token = bearer(await login(b, user))
+    assert (await b.get("/api/v1/admin/users", headers=token)).status == 200  # now cached
+    resp = await a.delete(f"/api/v1/admin/users/{user['id']}/roles/manager", headers=admin)
+    assert resp.status == 204
+    deadline = time.monotonic() + 1.0  # pub/sub delivery: milliseconds
+    while (await b.get("/api/v1/admin/users", headers=token)).status != 403:
+        assert time.monotonic() < deadline, "process b still honours the removed role"
+        await asyncio.sleep(0.02)
+    assert (await a.get("/api/v1/admin/users", headers=token)).status == 403
+
+
+# -- administration -------------------------------------------------------------------
+
+
+async def test_admin_user_listing_filters_and_pagination(http):
+    _, admin = await make_admin(http)
+    made = [await register(http, new_user("zlist")) for _ in range(5)]
+    page1 = await (await http.get("/api/v1/admin/users?limit=3", headers=admin)).json()
+    assert len(page1["items"]) == 3 and page1["next_cursor"]
+    page2 = await (
+        await http.get(f"/api/v1/admin/users?limit=3&cursor={page1['next_cursor']}", headers=admin)
+    ).json()
+    listed = [u["id"] for u in page1["items"] + page2["items"]]
+    assert listed[:5] == [u["id"] for u in reversed(made)]  # newest first, no repeats
+    assert len(set(listed)) == len(listed)
+    prefix = made[0]["username"][:7]  # "zlist_N"
+    found = await (await http.get(f"/api/v1/admin/users?username={prefix}", headers=admin)).json()
+    assert made[0]["id"] in [u["id"] for u in found["items"]]
+    by_email = await (
+        await http.get(f"/api/v1/admin/users?email={made[1]['email'].upper()}", headers=admin)
+    ).json()
+    assert [u["id"] for u in by_email["items"]] == [made[1]["id"]]
+    by_role = await (await http.get("/api/v1/admin/users?role=admin", headers=admin)).json()
+    assert len(by_role["items"]) == 1
+    resp = await http.get("/api/v1/admin/users?role=admin&username=x", headers=admin)
+    assert resp.status == 422
+    resp = await http.get("/api/v1/admin/users?limit=0", headers=admin)
+    assert resp.status == 422
+
+
+async def test_admin_patch_moves_claims_and_disable_revokes_sessions(http, store):
+    _, admin = await make_admin(http)
+    user, auth = await user_and_auth(http)
+    uid = user["id"]
+    resp = await http.patch(
+        f"/api/v1/admin/users/{uid}",
+        headers=admin,
+        json={"username": "renamed_one", "email_verified": True},
+    )
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["username"] == "renamed_one" and body["email_verified"] is True
+    assert body["roles"] == ["user"]
+    assert await store.get(f"account:username:{user['username'].lower()}") is None
+    assert await store.get("account:username:renamed_one") == str(uid)
+    assert await login(http, user | {"username": "renamed_one"})
+    taken = await register(http)
+    resp = await http.patch(
+        f"/api/v1/admin/users/{uid}", headers=admin, json={"email": taken["email"]}
+    )
+    assert resp.status == 409 and (await error_of(resp))["code"] == "email_taken"
+    # The old name is free for someone else now.
+    assert (
+        await http.post("/register", json=new_user() | {"username": user["username"]})
+    ).status == 201
+
+    resp = await http.post(f"/api/v1/admin/users/{uid}/disable", headers=admin)
+    assert resp.status == 200 and (await resp.json())["is_active"] is False
+    assert (await http.get("/characters", headers=auth)).status == 401
+    resp = await http.post("/login", json={"username": "renamed_one", "password": user["password"]})
+    assert resp.status == 403
+    await http.post(f"/api/v1/admin/users/{uid}/enable", headers=admin)
+    assert await login(http, user | {"username": "renamed_one"})
+
+
+async def test_admin_delete_cascades_through_the_account(http, store):
+    _, admin = await make_admin(http)
+    user, auth = await user_and_auth(http)
+    await http.post("/characters", json={"name": "x", "sex": 0, "race": 0}, headers=auth)
+    await http.post(
+        "/api/v1/users/me/api-keys", json={"name": "k", "scopes": ["profile:read"]}, headers=auth
+    )
+    tag = f"{{{user['id']}}}"
+    assert [k async for k in store.scan_iter(match=f"*{tag}*")]
+    resp = await http.delete(f"/api/v1/admin/users/{user['id']}", headers=admin)
+    assert resp.status == 204
+    await http.app[SERVICES].audit.flush()
+    left = [k async for k in store.scan_iter(match=f"*{tag}*")]
+    assert left == [], left
+    assert await store.get(f"account:username:{user['username'].lower()}") is None
+    for index in (
+        "idx:users:created",
+        "idx:users:username",
+        "idx:users:email",
+        "rbac:members:user",
+    ):
+        members = await store.zrange(index, 0, -1)
+        assert not any(str(user["id"]) in m for m in members), index
+    assert (await http.get("/characters", headers=auth)).status == 401
+    assert (await http.delete(f"/api/v1/admin/users/{user['id']}", headers=admin)).status == 404
+
+
+def test_create_admin_cli(redis_server):
+    env = {"PATH": "/usr/bin:/bin", "KEYDB_URL": redis_server.url, "BCRYPT_COST": "4"}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "authsvc",
+            "create-admin",
+            "--username",
+            "root_op",
+            "--email",
+            "root@example.com",
+        ],
+        input="operator password\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "created admin root_op" in run.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "authsvc", "create-admin", "--username", "x", "--email", "bad"],
+        input="operator password\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert again.returncode == 2 and "email" in again.stderr
+
+
+async def test_created_admin_can_administer(http):
+    import redis as sync_redis  # noqa: F401 - the CLI test above wrote with its own client
+
+    _, admin = await make_admin(http)
+    assert (await http.get("/api/v1/admin/roles", headers=admin)).status == 200
+
+
+# -- API keys -------------------------------------------------------------------------
+
+
+async def test_api_key_lifecycle_scopes_and_owner_bound(http, store):
+    user, auth = await user_and_auth(http)
+    resp = await http.post(
+        "/api/v1/users/me/api-keys",
+        headers=auth,
+        json={"name": "ci", "scopes": ["characters:read"]},
+    )
+    assert resp.status == 201
+    created = await resp.json()
+    key = created["key"]
+    assert re.match(r"^ak\.\d+\.[0-9a-f]{12}\.[A-Za-z0-9_-]{43}$", key)
+    listed = await (await http.get("/api/v1/users/me/api-keys", headers=auth)).json()
+    assert "key" not in listed["api_keys"][0] and listed["api_keys"][0]["last_used_at"] is None
+    async for k in store.scan_iter(match="apikey:*"):
+        assert key.split(".")[-1] not in json.dumps(await store.hgetall(k))
+
+    for headers in ({"X-API-Key": key}, {"Authorization": f"ApiKey {key}"}):
+        assert (await http.get("/characters", headers=headers)).status == 200
+    resp = await http.post(
+        "/characters", headers={"X-API-Key": key}, json={"name": "x", "sex": 0, "race": 0}
+    )
+    assert resp.status == 403  # outside the key's scopes, though the owner may
+    listed = await (await http.get("/api/v1/users/me/api-keys", headers=auth)).json()
+    assert listed["api_keys"][0]["last_used_at"] is not None
+
+    resp = await http.post(
+        "/api/v1/users/me/api-keys", headers=auth, json={"name": "greedy", "scopes": ["users:read"]}
+    )
+    assert resp.status == 422  # more than the owner holds
+    resp = await http.patch(
+        f"/api/v1/users/me/api-keys/{created['id']}",
+        headers=auth,
+        json={"name": "renamed", "scopes": ["characters:read", "characters:write"]},
+    )
+    assert resp.status == 200 and (await resp.json())["name"] == "renamed"
+    assert (
+        await http.post(
+            "/characters", headers={"X-API-Key": key}, json={"name": "x", "sex": 0, "race": 0}
+        )
+    ).status == 200
+
+    # Never more than the owner: take the owner's role away, and the key loses it too.
+    _, admin = await make_admin(http)
+    await http.app[SERVICES].roles.grant(str(user["id"]), "guest", actor=_actor())
+    await http.delete(f"/api/v1/admin/users/{user['id']}/roles/user", headers=admin)
+    assert (
+        await http.post(
+            "/characters", headers={"X-API-Key": key}, json={"name": "y", "sex": 0, "race": 0}
+        )
+    ).status == 403
+    assert (await http.get("/characters", headers={"X-API-Key": key})).status == 200
+
+    resp = await http.delete(f"/api/v1/users/me/api-keys/{created['id']}", headers=auth)
+    assert resp.status in (204, 403)
+
+
+def _actor():
+    from authsvc.auth import LOCAL, Principal
+
+    return Principal(user_id="0", kind=LOCAL, username="test", exp=2**62)
+
+
+async def test_api_key_revocation_expiry_rate_limit_and_garbage(make_client, store):
+    http = await make_client(apikey_rate_limit=3)
+    _, auth = await user_and_auth(http)
+    created = await (
+        await http.post(
+            "/api/v1/users/me/api-keys",
+            headers=auth,
+            json={"name": "k", "scopes": ["profile:read"]},
+        )
+    ).json()
+    key = {"X-API-Key": created["key"]}
+    for _ in range(3):
+        assert (await http.get("/api/v1/users/me", headers=key)).status == 200
+    resp = await http.get("/api/v1/users/me", headers=key)
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) <= 60
+    assert (
+        await http.delete(f"/api/v1/users/me/api-keys/{created['id']}", headers=auth)
+    ).status == 204
+    assert (await http.get("/api/v1/users/me", headers=key)).status == 401
+    resp = await http.post(
+        "/api/v1/users/me/api-keys",
+        headers=auth,
+        json={"name": "old", "scopes": ["profile:read"], "expires_at": "2001-01-01T00:00:00Z"},
+    )
+    assert resp.status == 422
+    soon = await (
+        await http.post(
+            "/api/v1/users/me/api-keys",
+            headers=auth,
+            json={"name": "soon", "scopes": ["profile:read"], "expires_at": "2099-01-01T00:00:00Z"},
+        )
+    ).json()
+    owner = soon["prefix"].split(".")[1]
+    await store.hset(f"apikey:{{{owner}}}:{soon['id']}", "expires_at", "1")
+    assert (await http.get("/api/v1/users/me", headers={"X-API-Key": soon["key"]})).status == 401
+    for garbage in ("ak.1.2.3", "x" * 300, soon["key"][:-1] + "A", ""):
+        resp = await http.get("/api/v1/users/me", headers={"X-API-Key": garbage})
+        assert resp.status == 401, garbage
+
+
+# -- introspection --------------------------------------------------------------------
+
+
+async def _service_key(http) -> dict:
+    owner = new_user("svc")
+    await http.app[SERVICES].accounts.register(**owner, roles=("service", "user"))
+    token = await login(http, owner)
+    created = await (
+        await http.post(
+            "/api/v1/users/me/api-keys",
+            headers=bearer(token),
+            json={"name": "verifier", "scopes": ["tokens:introspect"]},
+        )
+    ).json()
+    return {"X-API-Key": created["key"]}
+
+
+async def test_introspection_of_valid_expired_revoked_and_garbage(make_client):
+    http = await make_client(access_token_ttl=60)
+    svc = await _service_key(http)
+    user = await register(http)
+    resp = await http.post(
+        "/api/v1/auth/login", json={"username": user["username"], "password": user["password"]}
+    )
+    tokens = await resp.json()
+    resp = await http.post(
+        "/api/v1/tokens/introspect", headers=svc, json={"token": tokens["access_token"]}
+    )
+    assert resp.status == 200
+    info = await resp.json()
+    assert info["active"] is True and info["sub"] == str(user["id"])
+    assert info["username"] == user["username"] and info["token_type"] == "Bearer"
+    assert info["iss"] == "authsvc" and info["exp"] - info["iat"] == 60
+    assert "characters:read" in info["scope"].split()
+    assert info["sid"] == tokens["session_id"]
+    # Form-encoded, as RFC 7662 writes it.
+    resp = await http.post(
+        "/api/v1/tokens/introspect", headers=svc, data={"token": tokens["access_token"]}
+    )
+    assert (await resp.json())["active"] is True
+
+    now = int(time.time())
+    import jwt as pyjwt
+
+    from authsvc.tokens import key_id
+
+    expired = pyjwt.encode(
+        {
+            "sub": str(user["id"]),
+            "iss": "authsvc",
+            "aud": "authsvc",
+            "iat": now - 4000,
+            "exp": now - 3600,
+            "jti": "j",
+        },
+        SECRET,
+        algorithm="HS256",
+        headers={"kid": key_id(SECRET)},
+    )
+    for token in (expired, "garbage", "a.b.c"):
+        resp = await http.post("/api/v1/tokens/introspect", headers=svc, json={"token": token})
+        assert await resp.json() == {"active": False}
+    await http.post("/api/v1/auth/logout", headers=bearer(tokens["access_token"]))
+    resp = await http.post(
+        "/api/v1/tokens/introspect", headers=svc, json={"token": tokens["access_token"]}
+    )
+    assert await resp.json() == {"active": False}  # revoked session
+    # Only callers holding tokens:introspect may ask.
+    resp = await http.post(
+        "/api/v1/tokens/introspect", headers=bearer(await login(http, user)), json={"token": "x"}
+    )
+    assert resp.status == 403
+    resp = await http.post("/api/v1/tokens/introspect", headers=svc, json={})
+    assert resp.status == 422
+
+
+def test_local_verify_helper():
+    from authsvc.tokens import TokenService
+
+    svc = TokenService(secret=SECRET, issuer="authsvc", audience="authsvc", ttl=60)
+    token = svc.issue(subject="42", username="bob", extra={"sid": "s1"}).token
+    claims = verify_token(token, secret=SECRET)
+    assert claims["sub"] == "42" and claims["sid"] == "s1"
+    with pytest.raises(InvalidToken):
+        verify_token(token, secret=SECRET, audience="another-service")
+    with pytest.raises(InvalidToken):
+        verify_token(token, secret="s" * 40)
+
+
+# -- the audit trail ------------------------------------------------------------------
+
+SECRET_WORDS = ("correct horse battery", "new password 1")
+
+
+async def test_every_event_kind_is_audited_and_nothing_secret_is(http, store):
+    outbox = http.app[SERVICES].lifecycle.mail
+    _, admin = await make_admin(http)
+    user = await register(http)
+    await outbox.drain()
+    verify = re.search(r"token=(\S+)", outbox.mailer.messages[-1].body).group(1)
+    await http.post("/api/v1/auth/verify-email", json={"token": verify})
+    await http.post("/login", json={"username": user["username"], "password": "wrong pw"})
+    t = await (
+        await http.post(
+            "/api/v1/auth/login", json={"username": user["username"], "password": user["password"]}
+        )
+    ).json()
+    auth = bearer(t["access_token"])
+    t2 = await (
+        await http.post("/api/v1/auth/refresh", json={"refresh_token": t["refresh_token"]})
+    ).json()
+    auth = bearer(t2["access_token"])
+    await http.post(
+        "/api/v1/users/me/change-password",
+        headers=auth,
+        json={"current_password": user["password"], "new_password": "new password 1"},
+    )
+    key = await (
+        await http.post(
+            "/api/v1/users/me/api-keys",
+            headers=auth,
+            json={"name": "k", "scopes": ["profile:read"]},
+        )
+    ).json()
+    await http.delete(f"/api/v1/users/me/api-keys/{key['id']}", headers=auth)
+    await http.post(
+        f"/api/v1/admin/users/{user['id']}/roles", json={"role": "guest"}, headers=admin
+    )
+    await http.delete(f"/api/v1/admin/users/{user['id']}/roles/guest", headers=admin)
+    await http.post("/api/v1/auth/logout", headers=auth)
+    await http.post("/api/v1/auth/forgot-password", json={"email": user["email"]})
+    await outbox.drain()
+    reset = re.search(r"token=(\S+)", outbox.mailer.messages[-1].body).group(1)
+    await http.post(
+        "/api/v1/auth/reset-password", json={"token": reset, "new_password": "another password"}
+    )
+    await http.post(f"/api/v1/admin/users/{user['id']}/disable", headers=admin)
+    await http.post(f"/api/v1/admin/users/{user['id']}/enable", headers=admin)
+    await http.delete(f"/api/v1/admin/users/{user['id']}", headers=admin)
+    await http.app[SERVICES].audit.flush()
+
+    events = [e for _, e in await store.xrange("audit:events")]
+    actions = {e["action"] for e in events}
+    assert {
+        "register",
+        "email_verified",
+        "login_failure",
+        "login_success",
+        "refresh",
+        "password_changed",
+        "api_key_created",
+        "api_key_revoked",
+        "role_granted",
+        "role_removed",
+        "logout",
+        "password_reset_requested",
+        "password_reset",
+        "account_disabled",
+        "account_enabled",
+        "account_deleted",
+    } <= actions, actions
+    blob = json.dumps(events)
+    for secret in (
+        *SECRET_WORDS,
+        t["refresh_token"],
+        t["access_token"],
+        key["key"],
+        verify,
+        reset,
+        "another password",
+    ):
+        assert secret not in blob
+    assert all(e.get("ip") == "127.0.0.1" for e in events if e["action"] == "login_success")
+
+
+async def test_activity_endpoints(http):
+    _, admin = await make_admin(http)
+    user, auth = await user_and_auth(http)
+    for _ in range(3):
+        await http.post("/login", json={"username": user["username"], "password": "bad one"})
+    await http.app[SERVICES].audit.flush()
+    mine = await (await http.get("/api/v1/users/me/activity?limit=2", headers=auth)).json()
+    assert [e["action"] for e in mine["items"]] == ["login_failure", "login_failure"]
+    rest = await (
+        await http.get(
+            f"/api/v1/users/me/activity?limit=10&cursor={mine['next_cursor']}", headers=auth
+        )
+    ).json()
+    assert [e["action"] for e in rest["items"]] == ["login_failure", "login_success", "register"]
+    assert rest["next_cursor"] is None
+    page = await (
+        await http.get(
+            f"/api/v1/admin/activity?user_id={user['id']}&action=login_failure&limit=2",
+            headers=admin,
+        )
+    ).json()
+    assert len(page["items"]) == 2 and page["next_cursor"]
+    everything = await (
+        await http.get("/api/v1/admin/activity?action=register&limit=50", headers=admin)
+    ).json()
+    assert {e["user_id"] for e in everything["items"]} >= {str(user["id"])}
+    future = await (
+        await http.get("/api/v1/admin/activity?since=2099-01-01T00:00:00Z", headers=admin)
+    ).json()
+    assert future["items"] == []
+    stats = await (await http.get("/api/v1/admin/activity/stats", headers=admin)).json()
+    assert stats["by_action"]["login_failure"] == 3 and stats["total"] >= 5
+    for bad in ("cursor=zzz", "since=yesterday", "limit=1000"):
+        resp = await http.get(f"/api/v1/admin/activity?{bad}", headers=admin)
+        assert resp.status == 422, bad
+    assert (await http.get("/api/v1/admin/activity", headers=auth)).status == 403
+
+
+async def test_audit_retention_trims_old_events(store):
+    # Events from 100 days ago (stream ids are times in ms), then one new event.
+    old_ms = int((time.time() - 100 * 86400) * 1000)
+    for i in range(300):
+        await store.xadd("audit:events", {"action": "login_failure"}, id=f"{old_ms + i}-0")
+        await store.xadd("user:{7}:activity", {"action": "login_failure"}, id=f"{old_ms + i}-0")
+    audit = Audit(store, retention_days=90)
+    await audit.record("login_success", user_id=7)
+    await audit.flush()
+    assert [e["action"] for _, e in await store.xrange("audit:events")] == ["login_success"]
+    assert [e["action"] for _, e in await store.xrange("user:{7}:activity")] == ["login_success"]
+
+
+def test_readme_permission_table_is_generated_from_the_code():
+    readme = (ROOT / "README.md").read_text()
+    start, end = "<!-- permissions:start -->\n", "<!-- permissions:end -->"
+    section = readme[readme.index(start) + len(start) : readme.index(end)].strip()
+    assert section == permission_table(), "run: authsvc permissions (and paste it in)"
