@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 import redis.asyncio as redis
 from aiohttp import web
 
@@ -19,15 +20,16 @@ from .admin import routes as admin_routes
 from .admin.service import AdminService
 from .apikeys import routes as apikey_routes
 from .apikeys.service import ApiKeyService
-from .app_keys import HASHER, MAILER, SERVICES, SETTINGS, STORE, Services
+from .app_keys import HASHER, HTTP, MAILER, SERVICES, SETTINGS, STORE, Services
 from .audit import Audit, AuditReader
-from .auth import Authenticator, LocalVerifier
+from .auth import Authenticator, LocalVerifier, Principal
 from .characters import routes as character_routes
 from .characters.service import CharacterService
 from .clock import Clock
 from .config import Settings
 from .introspect import Introspector
 from .mail import Mailer, MailQueue, OutboxMailer, SmtpMailer
+from .oidc import KeycloakVerifier
 from .passwords import PasswordHasher
 from .rbac.service import Authorizer, RoleService
 from .sessions import routes as session_routes
@@ -40,6 +42,7 @@ from .store.connection import create_client
 from .store.ratelimits import RateLimitStore
 from .store.rbac import RbacStore
 from .store.sessions import SessionStore
+from .store.users import UserStore
 from .throttle import LoginThrottle, RequestLimiter
 from .tokens import TokenService
 from .web import AUTHENTICATOR, AUTHORIZER, TRUSTED_PROXIES, error_middleware
@@ -102,6 +105,25 @@ def create_app(
     )
     app[HASHER] = hasher or PasswordHasher(cost=settings.bcrypt_cost, threads=settings.hash_threads)
     app[MAILER] = mailer or make_mailer(settings)
+    keycloak = None
+    if settings.oidc_issuer:
+        keycloak = KeycloakVerifier(
+            issuer=settings.oidc_issuer,
+            client_id=settings.keycloak_client_id,
+            audience=settings.keycloak_audience,
+            session=lambda: app[HTTP],
+            cache_ttl=settings.jwks_cache_ttl,
+            min_refresh_interval=settings.jwks_min_refresh_interval,
+            http_timeout=settings.oidc_http_timeout,
+            leeway=settings.jwt_leeway,
+            clock=clock,
+        )
+        app[AUTHENTICATOR].add_issuer(settings.oidc_issuer, keycloak)
+
+    async def http_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[HTTP] = aiohttp.ClientSession()
+        yield
+        await app[HTTP].close()
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         async with embedded.store_url(settings, may_start=client is None) as url:
@@ -118,6 +140,18 @@ def create_app(
             )
             app[SERVICES] = services
             app[AUTHORIZER] = services.authorizer
+            if keycloak is not None:
+                keycloak_users = UserStore(store)
+
+                async def upsert(p: Principal) -> None:
+                    await keycloak_users.upsert(
+                        p.user_id,
+                        display_name=p.username,
+                        email=p.email or "",
+                        now_ms=int(clock() * 1000),
+                    )
+
+                keycloak.on_principal = upsert
             stop_feed = asyncio.Event()
             rbac_feed = asyncio.ensure_future(services.authorizer.listen(store, stop_feed))
             await app[HASHER].warm_up()
@@ -131,6 +165,7 @@ def create_app(
                 await store.aclose()
             app[HASHER].close()
 
+    app.cleanup_ctx.append(http_ctx)
     app.cleanup_ctx.append(store_ctx)
     for api in ROUTES:
         api.register(app)
@@ -187,7 +222,10 @@ def build_services(
         clock=clock,
     )
     authorizer = Authorizer(
-        rbac_store, cache_ttl=settings.rbac_cache_ttl, role_mapping=settings.role_mapping
+        rbac_store,
+        cache_ttl=settings.rbac_cache_ttl,
+        role_mapping=settings.role_mapping,
+        default_role=settings.default_role,
     )
 
     async def user_exists(user_id: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import aiohttp
 import redis.asyncio as redis
 from aiohttp import web
 
@@ -43,3 +44,4 @@ STORE = web.AppKey("store", redis.Redis)
 HASHER = web.AppKey("hasher", PasswordHasher)
 SERVICES = web.AppKey("services", Services)
 MAILER = web.AppKey("mailer", Mailer)
+HTTP = web.AppKey("http", aiohttp.ClientSession)  # outgoing HTTP (Keycloak, the catalog)

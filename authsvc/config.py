@@ -70,6 +70,15 @@ class Settings:
     # with no mapping counts as the local role of the same name, if there is one.
     keycloak_role_mapping: tuple[str, ...] = ()
     apikey_rate_limit: int = 600  # requests per key per minute
+    # Keycloak (OIDC). No issuer: the Keycloak path is off and such tokens are refused.
+    keycloak_issuer: str = ""
+    keycloak_url: str = ""
+    keycloak_realm: str = ""
+    keycloak_client_id: str = ""
+    keycloak_audience: str = ""  # default: the client id
+    jwks_cache_ttl: int = 300
+    jwks_min_refresh_interval: int = 30
+    oidc_http_timeout: float = 3.0
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -115,6 +124,19 @@ class Settings:
         for pair in self.keycloak_role_mapping:
             if pair.count("=") != 1 or not all(pair.split("=")):
                 raise ConfigError(f"KEYCLOAK_ROLE_MAPPING: '{pair}' is not kc-role=local-role")
+        _check_range("JWKS_CACHE_TTL", self.jwks_cache_ttl, 1, 86400)
+        _check_range("JWKS_MIN_REFRESH_INTERVAL", self.jwks_min_refresh_interval, 0, 3600)
+        if not 0 < self.oidc_http_timeout <= 60:
+            raise ConfigError("OIDC_HTTP_TIMEOUT must be between 0 and 60 seconds")
+        if bool(self.keycloak_url) != bool(self.keycloak_realm):
+            raise ConfigError("KEYCLOAK_URL and KEYCLOAK_REALM go together")
+        if self.oidc_issuer:
+            if not self.oidc_issuer.startswith(("http://", "https://")):
+                raise ConfigError("KEYCLOAK_ISSUER must be an http(s) URL")
+            if not self.keycloak_client_id:
+                raise ConfigError("KEYCLOAK_CLIENT_ID is required with a Keycloak issuer")
+            if self.oidc_issuer == self.jwt_issuer:
+                raise ConfigError("the Keycloak issuer must differ from JWT_ISSUER")
         if self.mail_backend not in ("outbox", "smtp"):
             raise ConfigError("MAIL_BACKEND must be 'outbox' or 'smtp'")
         if not 0 < self.smtp_timeout <= 120:
@@ -134,6 +156,15 @@ class Settings:
             raise ConfigError("KEYDB_URL must start with redis://, rediss:// or unix://")
         if not self.jwt_issuer or not self.jwt_audience:
             raise ConfigError("JWT_ISSUER and JWT_AUDIENCE must not be empty")
+
+    @property
+    def oidc_issuer(self) -> str:
+        """KEYCLOAK_ISSUER, or KEYCLOAK_URL/realms/KEYCLOAK_REALM; "" when off."""
+        if self.keycloak_issuer:
+            return self.keycloak_issuer.rstrip("/")
+        if self.keycloak_url:
+            return f"{self.keycloak_url.rstrip('/')}/realms/{self.keycloak_realm}"
+        return ""
 
     @property
     def role_mapping(self) -> dict[str, str]:

@@ -40,12 +40,14 @@ class Authorizer:
         *,
         cache_ttl: float = 2.0,
         role_mapping: Mapping[str, str] | None = None,
+        default_role: str = "user",
         max_entries: int = 100_000,
         clock: Clock = time.monotonic,
     ) -> None:
         self._store = store
         self._ttl = cache_ttl
         self._mapping = dict(role_mapping or {})
+        self._default_role = default_role
         self._max = max_entries
         self._clock = clock
         self._defs: dict[str, dict] | None = None
@@ -69,7 +71,8 @@ class Authorizer:
     async def roles_of(self, principal: Principal) -> set[str]:
         roles = await self._store.user_roles(principal.user_id)
         if principal.kind != LOCAL:
-            roles |= self.mapped(principal.roles)
+            # An external user signed in: the default role, plus their token's roles.
+            roles |= {self._default_role, *self.mapped(principal.roles)}
         return roles
 
     async def permissions(self, principal: Principal) -> frozenset[str]:
