@@ -203,6 +203,7 @@ def build_services(
         audit=audit,
         require_verified_email=settings.require_verified_email,
         default_roles=(settings.default_role,),
+        users=UserStore(store),
         clock=clock,
     )
     lifecycle = LifecycleService(

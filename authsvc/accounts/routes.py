@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..app_keys import SERVICES
-from ..auth import Principal
+from ..auth import LOCAL, Principal
 from ..web import Api, client_ip, json_response
 from . import schemas
 
@@ -91,6 +91,8 @@ def token_response(result) -> web.Response:
     permission="profile:read",
 )
 async def me(request: web.Request, *, principal: Principal) -> web.Response:
+    if principal.kind != LOCAL:
+        return json_response(await request.app[SERVICES].accounts.external_me(principal))
     account = await request.app[SERVICES].accounts.me(principal.account_id, sid=principal.sid)
     return json_response(account)
 

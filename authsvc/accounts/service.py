@@ -7,6 +7,7 @@ import logging
 import time
 
 from ..audit import Audit
+from ..auth import Principal
 from ..clock import Clock, iso, to_ms
 from ..errors import Code, Conflict, DomainError, Forbidden, InvalidToken, Unauthorized
 from ..ids import new_id
@@ -14,6 +15,7 @@ from ..normalize import email_lc, username_lc
 from ..passwords import PasswordHasher
 from ..store import keys
 from ..store.accounts import AccountStore, ClaimTaken, NewAccount, RegistrationAbandoned
+from ..store.users import UserStore
 from ..throttle import LoginThrottle
 
 log = logging.getLogger("authsvc.accounts")
@@ -53,8 +55,10 @@ class AccountService:
         audit: Audit,
         require_verified_email: bool = False,
         default_roles: tuple[str, ...] = ("user",),
+        users: UserStore | None = None,
         clock: Clock = time.time,
     ) -> None:
+        self._users = users
         self._default_roles = default_roles
         self._store = store
         self._hasher = hasher
@@ -161,6 +165,21 @@ class AccountService:
         if acc is None:
             raise InvalidToken("the account or session behind this token is gone")
         return account_view(acc)
+
+    async def external_me(self, principal: Principal) -> dict:
+        """A Keycloak user's own record (upserted from their token's claims)."""
+        user = await self._users.get(principal.user_id)
+        if user is None:
+            raise InvalidToken("the user behind this token is gone")
+        return {
+            "id": principal.user_id,
+            "kind": principal.kind,
+            "username": principal.username,
+            "display_name": user.get("display_name", ""),
+            "email": user.get("email") or None,
+            "created_at": iso(user.get("created_at")),
+            "updated_at": iso(user.get("updated_at")),
+        }
 
     async def find_by_email(self, email: str) -> dict[str, str] | None:
         value = email_lc(email)
