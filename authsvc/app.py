@@ -45,7 +45,7 @@ from .store.sessions import SessionStore
 from .store.users import UserStore
 from .throttle import LoginThrottle, RequestLimiter
 from .tokens import TokenService
-from .web import AUTHENTICATOR, AUTHORIZER, TRUSTED_PROXIES, error_middleware
+from .web import AUTHENTICATOR, AUTHORIZER, LIVENESS, TRUSTED_PROXIES, error_middleware
 
 log = logging.getLogger("authsvc")
 
@@ -140,6 +140,12 @@ def create_app(
             )
             app[SERVICES] = services
             app[AUTHORIZER] = services.authorizer
+            live_store = AccountStore(store)
+
+            async def liveness(p: Principal) -> bool:
+                return await live_store.is_live(p.user_id, sid=p.sid)
+
+            app[LIVENESS] = liveness
             if keycloak is not None:
                 keycloak_users = UserStore(store)
 

@@ -17,12 +17,14 @@ from aiohttp import web
 from marshmallow import Schema, ValidationError
 
 from .auth import Authenticator
-from .errors import Code, DomainError
+from .errors import Code, DomainError, InvalidToken
 
 log = logging.getLogger("authsvc.web")
 
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 AUTHORIZER = web.AppKey("authorizer", object)  # rbac.service.Authorizer
+# async (Principal) -> bool: is a local caller's account and session still live?
+LIVENESS = web.AppKey("liveness", object)
 
 STATUS: dict[Code, int] = {
     Code.INVALID_JSON: 400,
@@ -211,13 +213,15 @@ class Endpoint:
     auth: bool = True
     options: dict[str, Any] = field(default_factory=dict)
     permission: str | None = None
+    guarded: bool = False
 
 
 class Api:
     """Collects endpoint declarations; `register` wires them into an application.
 
     The wrapper does what every handler would otherwise repeat: authenticate the
-    caller (when `auth`), check the permission the route declares, parse and validate
+    caller (when `auth`), check the caller is still live (unless the route's own store
+    script does: `guarded=True`), check the permission the route declares, parse and validate
     the body and query with their schemas, then call the handler with keyword
     arguments `principal`, `body`, `query` and the endpoint's `options`. Every route
     that authenticates must name its permission: there is no unchecked default."""
@@ -237,6 +241,7 @@ class Api:
         responses: dict[int, Any] | None = None,
         auth: bool = True,
         permission: str | None = None,
+        guarded: bool = False,
         **options: Any,
     ) -> Callable[[Handler], Handler]:
         if auth and not permission:
@@ -256,6 +261,7 @@ class Api:
                     auth,
                     options,
                     permission,
+                    guarded,
                 )
             )
             return handler
@@ -268,13 +274,14 @@ class Api:
 
 
 def _wrap(ep: Endpoint) -> Handler:
-    handler, body_schema, query_schema, auth, options, permission = (
+    handler, body_schema, query_schema, auth, options, permission, guarded = (
         ep.handler,
         ep.body,
         ep.query,
         ep.auth,
         ep.options,
         ep.permission,
+        ep.guarded,
     )
 
     @functools.wraps(handler)
@@ -282,6 +289,11 @@ def _wrap(ep: Endpoint) -> Handler:
         kw: dict[str, Any] = dict(options)
         if auth:
             principal = await request.app[AUTHENTICATOR].authenticate(request.headers)
+            # Revocation (a logged-out session, a disabled account) holds on every
+            # route: `guarded` routes check it inside their own store script, in the
+            # same round trip; the others pay one extra round trip here.
+            if not guarded and principal.sid and not await request.app[LIVENESS](principal):
+                raise InvalidToken("the session behind this token has ended")
             await request.app[AUTHORIZER].require(principal, permission)
             kw["principal"] = principal
         if body_schema is not None:

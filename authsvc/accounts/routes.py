@@ -89,6 +89,7 @@ def token_response(result) -> web.Response:
     tags=("users",),
     responses={200: schemas.Account},
     permission="profile:read",
+    guarded=True,
 )
 async def me(request: web.Request, *, principal: Principal) -> web.Response:
     if principal.kind != LOCAL:

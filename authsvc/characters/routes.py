@@ -41,6 +41,7 @@ def _ownership(seed: bool):
     tags=TAGS,
     responses={200: schemas.CharacterList},
     permission="characters:read",
+    guarded=True,
 )
 @api.route(
     "GET",
@@ -49,6 +50,7 @@ def _ownership(seed: bool):
     tags=TAGS,
     responses={200: schemas.CharacterList},
     permission="characters:read",
+    guarded=True,
 )
 async def list_characters(request: web.Request, *, principal: Principal) -> web.Response:
     chars = await request.app[SERVICES].characters.list(principal.account_id, sid=principal.sid)
@@ -64,6 +66,7 @@ async def list_characters(request: web.Request, *, principal: Principal) -> web.
     responses={200: schemas.Character},
     created=200,
     permission="characters:write",
+    guarded=True,
 )
 @api.route(
     "POST",
@@ -74,6 +77,7 @@ async def list_characters(request: web.Request, *, principal: Principal) -> web.
     responses={201: schemas.Character},
     created=201,
     permission="characters:write",
+    guarded=True,
 )
 async def create_character(
     request: web.Request, *, principal: Principal, body: dict, created: int
@@ -92,6 +96,7 @@ async def create_character(
     responses={200: schemas.Character},
     seed=True,
     permission="characters:read",
+    guarded=True,
 )
 @api.route(
     "GET",
@@ -101,6 +106,7 @@ async def create_character(
     responses={200: schemas.Character},
     seed=False,
     permission="characters:read",
+    guarded=True,
 )
 async def get_character(request: web.Request, *, principal: Principal, seed: bool):
     with _ownership(seed):
@@ -119,6 +125,7 @@ async def get_character(request: web.Request, *, principal: Principal, seed: boo
     responses={200: schemas.Character},
     seed=True,
     permission="characters:write",
+    guarded=True,
 )
 @api.route(
     "PUT",
@@ -129,6 +136,7 @@ async def get_character(request: web.Request, *, principal: Principal, seed: boo
     responses={200: schemas.Character},
     seed=False,
     permission="characters:write",
+    guarded=True,
 )
 async def update_character(
     request: web.Request, *, principal: Principal, body: dict, seed: bool
@@ -148,6 +156,7 @@ async def update_character(
     responses={200: schemas.Deleted},
     seed=True,
     permission="characters:write",
+    guarded=True,
 )
 @api.route(
     "DELETE",
@@ -157,6 +166,7 @@ async def update_character(
     responses={204: None},
     seed=False,
     permission="characters:write",
+    guarded=True,
 )
 async def delete_character(request: web.Request, *, principal: Principal, seed: bool):
     cid = int(request.match_info["id"])

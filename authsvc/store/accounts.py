@@ -65,6 +65,7 @@ class AccountStore:
         self._claim_takeover = s(lua_source("claim_takeover"))
         self._hset_if_exists = s(lua_source("hset_if_exists"))
         self._me = s(guarded_lua_source("account_me"))
+        self._live_check = s(guarded_lua_source("principal_live"))
         self._verify_email = s(lua_source("email_verify"))
         self._delete = s(lua_source("account_delete", "_sessions"))
         self._set_identity = s(lua_source("account_set_identity"))
@@ -147,6 +148,12 @@ class AccountStore:
     @store_call
     async def get(self, account_id: int | str) -> dict[str, str] | None:
         return await self._live(str(account_id))
+
+    @store_call
+    async def is_live(self, account_id: int | str, *, sid: str) -> bool:
+        """Is the account active and the session (if any) not revoked? One round trip."""
+        reply = await self._live_check(keys=[keys.account(account_id)], args=[sid])
+        return reply[0] == "ok"
 
     @store_call
     async def get_for_caller(self, account_id: int | str, *, sid: str) -> dict[str, str] | None:

@@ -1,0 +1,2 @@
+-- KEYS: account. ARGV: sid. Nothing but the guard: is the caller still live?
+return {'ok'}
