@@ -6,7 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import redis.asyncio as redis
@@ -23,10 +23,14 @@ from .apikeys.service import ApiKeyService
 from .app_keys import HASHER, HTTP, MAILER, SERVICES, SETTINGS, STORE, Services
 from .audit import Audit, AuditReader
 from .auth import Authenticator, LocalVerifier, Principal
+from .catalog import HttpCatalog, NoCatalog
 from .characters import routes as character_routes
 from .characters.service import CharacterService
 from .clock import Clock
 from .config import Settings
+from .favorites import routes as favorite_routes
+from .favorites.kinds import KINDS
+from .favorites.service import FavoriteService
 from .introspect import Introspector
 from .mail import Mailer, MailQueue, OutboxMailer, SmtpMailer
 from .oidc import KeycloakVerifier
@@ -39,6 +43,7 @@ from .store.accounts import AccountStore
 from .store.apikeys import ApiKeyStore
 from .store.characters import CharacterStore
 from .store.connection import create_client
+from .store.favorites import FavoriteStore
 from .store.ratelimits import RateLimitStore
 from .store.rbac import RbacStore
 from .store.sessions import SessionStore
@@ -56,6 +61,7 @@ ROUTES = (
     character_routes.api,
     apikey_routes.api,
     admin_routes.api,
+    favorite_routes.api,
 )
 
 
@@ -136,7 +142,14 @@ def create_app(
             connection.COMMAND_TIMEOUT = settings.store_timeout
             app[STORE] = store
             services = build_services(
-                settings, store, app[HASHER], app[MAILER], tokens, clock, app[AUTHENTICATOR]
+                settings,
+                store,
+                app[HASHER],
+                app[MAILER],
+                tokens,
+                clock,
+                app[AUTHENTICATOR],
+                http=lambda: app[HTTP],
             )
             app[SERVICES] = services
             app[AUTHORIZER] = services.authorizer
@@ -186,6 +199,7 @@ def build_services(
     tokens: TokenService,
     clock: Clock,
     authenticator: Authenticator | None = None,
+    http: Callable[[], aiohttp.ClientSession] | None = None,
 ) -> Services:
     """Wire the domain services over one store client (also used by the CLI)."""
     authenticator = authenticator or Authenticator(
@@ -249,6 +263,30 @@ def build_services(
         clock=clock,
     )
     authenticator.api_keys = api_keys
+    if settings.catalog_backend == "http" and http is not None:
+        catalog = HttpCatalog(
+            url_template=settings.catalog_url,
+            session=http,
+            timeout=settings.catalog_timeout,
+            positive_ttl=settings.catalog_cache_ttl,
+            negative_ttl=settings.catalog_negative_cache_ttl,
+        )
+    else:
+        catalog = NoCatalog()
+    favorites = {
+        kind.name: FavoriteService(
+            kind=kind,
+            store=FavoriteStore(store, kind.name),
+            catalog=catalog,
+            audit=audit,
+            clock=clock,
+        )
+        for kind in KINDS
+    }
+    admin = AdminService(
+        accounts=account_store, rbac=rbac_store, lifecycle=lifecycle, audit=audit, clock=clock
+    )
+    admin.purgers.extend(f.purge for f in favorites.values())
     return Services(
         audit=audit,
         audit_reader=AuditReader(store),
@@ -271,9 +309,8 @@ def build_services(
         roles=RoleService(
             store=rbac_store, authorizer=authorizer, audit=audit, user_exists=user_exists
         ),
-        admin=AdminService(
-            accounts=account_store, rbac=rbac_store, lifecycle=lifecycle, audit=audit, clock=clock
-        ),
+        admin=admin,
+        favorites=favorites,
         api_keys=api_keys,
         introspector=Introspector(
             authenticator=authenticator, accounts=account_store, authorizer=authorizer

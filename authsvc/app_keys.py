@@ -16,6 +16,7 @@ from .audit import Audit, AuditReader
 from .characters.service import CharacterService
 from .clock import Clock
 from .config import Settings
+from .favorites.service import FavoriteService
 from .introspect import Introspector
 from .mail import Mailer
 from .passwords import PasswordHasher
@@ -36,6 +37,7 @@ class Services:
     admin: AdminService
     api_keys: ApiKeyService
     introspector: Introspector
+    favorites: dict[str, FavoriteService]
     clock: Clock
 
 

@@ -79,6 +79,12 @@ class Settings:
     jwks_cache_ttl: int = 300
     jwks_min_refresh_interval: int = 30
     oidc_http_timeout: float = 3.0
+    # The media catalog favorites point into
+    catalog_backend: str = "none"
+    catalog_url: str = ""  # e.g. https://catalog.example/api/{kind}s/{id}
+    catalog_timeout: float = 2.0
+    catalog_cache_ttl: int = 60
+    catalog_negative_cache_ttl: int = 10
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -137,6 +143,14 @@ class Settings:
                 raise ConfigError("KEYCLOAK_CLIENT_ID is required with a Keycloak issuer")
             if self.oidc_issuer == self.jwt_issuer:
                 raise ConfigError("the Keycloak issuer must differ from JWT_ISSUER")
+        if self.catalog_backend not in ("none", "http"):
+            raise ConfigError("CATALOG_BACKEND must be 'none' or 'http'")
+        if self.catalog_backend == "http" and not (
+            self.catalog_url.startswith(("http://", "https://")) and "{id}" in self.catalog_url
+        ):
+            raise ConfigError("CATALOG_URL must be an http(s) URL template with {id} (and {kind})")
+        if not 0 < self.catalog_timeout <= 60:
+            raise ConfigError("CATALOG_TIMEOUT must be between 0 and 60 seconds")
         if self.mail_backend not in ("outbox", "smtp"):
             raise ConfigError("MAIL_BACKEND must be 'outbox' or 'smtp'")
         if not 0 < self.smtp_timeout <= 120:

@@ -23,6 +23,8 @@ class Code(StrEnum):
     INVALID_REFRESH_TOKEN = "invalid_refresh_token"
     REFRESH_TOKEN_REUSED = "refresh_token_reused"
     INVALID_LINK_TOKEN = "invalid_or_expired_token"
+    CATALOG_UNAVAILABLE = "catalog_unavailable"
+    UNKNOWN_ITEM = "unknown_item"
     NOT_FOUND = "not_found"
     CHARACTER_NOT_OWNED = "character_not_owned"
     CHARACTER_LIMIT = "character_limit_reached"

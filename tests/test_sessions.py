@@ -188,8 +188,13 @@ async def test_sessions_of_another_account_cannot_be_revoked(http):
 async def test_a_revoked_session_is_refused_on_every_route(http):
     user = await register(http)
     t = await _login(http, user)
-    routes = ("/api/v1/users/me/api-keys", "/api/v1/users/me/activity", "/api/v1/sessions",
-              "/api/v1/users/me", "/characters")
+    routes = (
+        "/api/v1/users/me/api-keys",
+        "/api/v1/users/me/activity",
+        "/api/v1/sessions",
+        "/api/v1/users/me",
+        "/characters",
+    )
     for path in routes:
         assert (await http.get(path, headers=_auth(t))).status == 200, path
     await http.post("/api/v1/auth/logout", headers=_auth(t))

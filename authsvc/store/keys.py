@@ -143,6 +143,21 @@ def user_api_keys(owner_id: int | str) -> str:
     return f"user:{{{owner_id}}}:apikeys"
 
 
+def favorites_by_target(user_id: int | str, kind: str) -> str:
+    """hash: target id -> favorite uuid: the unique (user, target) pair of one kind."""
+    return f"fav:{{{user_id}}}:{kind}:by_target"
+
+
+def favorites_index(user_id: int | str, kind: str) -> str:
+    """zset (lex, scores 0): "<created_ms:013d>:<uuid>", newest last; cursors are members."""
+    return f"fav:{{{user_id}}}:{kind}:index"
+
+
+def favorite_prefix(user_id: int | str, kind: str) -> str:
+    """+ uuid: hash, one favorite record."""
+    return f"fav:{{{user_id}}}:{kind}:"
+
+
 def rate_limit(scope: str, *parts: str) -> str:
     """string counter with a TTL (the window), e.g. rl:login:acct_ip:<subject>:<ip>."""
     return ":".join(("rl", scope, *parts))

@@ -1,0 +1,107 @@
+"""Favorites: add (idempotent, catalog-checked), remove, list newest first with a
+stable cursor, and the administrative listing. One service per declared kind."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid as uuidlib
+
+from ..audit import Audit
+from ..auth import Principal
+from ..catalog import Catalog
+from ..clock import Clock, iso, to_ms
+from ..errors import Code, DomainError, NotFound, ValidationFailed
+from ..store.favorites import FavoriteStore
+from .kinds import FavoriteKind
+
+CURSOR_RE = re.compile(r"^[0-9]{13}:[0-9a-f-]{36}\Z")
+
+
+class FavoriteService:
+    def __init__(
+        self,
+        *,
+        kind: FavoriteKind,
+        store: FavoriteStore,
+        catalog: Catalog,
+        audit: Audit,
+        clock: Clock = time.time,
+    ) -> None:
+        self.kind = kind
+        self._store = store
+        self._catalog = catalog
+        self._audit = audit
+        self._clock = clock
+
+    def view(self, rec: dict[str, str]) -> dict:
+        k = self.kind
+        out = {
+            k.uuid_field: rec["uuid"],
+            "user_id": rec["user_id"],
+            k.target_field: rec["target"],
+            "created_at": iso(rec["created_ms"]),
+        }
+        for name, fld in k.extra.items():
+            raw = rec.get(name)
+            if raw in (None, ""):
+                out[name] = None
+            else:
+                out[name] = int(raw) if fld.__class__.__name__ == "Integer" else raw
+        return out
+
+    async def add(self, principal: Principal, target: str, extra: dict) -> tuple[bool, dict]:
+        k = self.kind
+        if k.catalog_kind and not await self._catalog.exists(k.catalog_kind, target):
+            raise DomainError(
+                f"no {k.catalog_kind} '{target}' in the catalog",
+                code=Code.UNKNOWN_ITEM,
+                fields={k.target_field: [f"Unknown {k.catalog_kind}."]},
+            )
+        now_ms = to_ms(self._clock())
+        fav_uuid = str(uuidlib.uuid4())
+        record = {
+            "uuid": fav_uuid,
+            "user_id": principal.user_id,
+            "target": target,
+            "created_ms": str(now_ms),
+        }
+        record |= {name: str(v) for name, v in extra.items() if v is not None}
+        created, stored = await self._store.add(principal.user_id, target, fav_uuid, now_ms, record)
+        if created:
+            await self._audit.record(
+                "favorite_added",
+                user_id=principal.user_id,
+                username=principal.username,
+                kind=k.name,
+                favorite_uuid=fav_uuid,
+                **{k.target_field: target},
+            )
+        return created, self.view(stored)
+
+    async def remove(self, principal: Principal, target: str) -> None:
+        removed = await self._store.remove(principal.user_id, target)
+        if removed is None:
+            raise NotFound(f"no favorite {self.kind.target_field} '{target}'")
+        await self._audit.record(
+            "favorite_removed",
+            user_id=principal.user_id,
+            username=principal.username,
+            kind=self.kind.name,
+            favorite_uuid=removed["uuid"],
+            **{self.kind.target_field: target},
+        )
+
+    async def page(self, user_id: str, *, cursor: str, limit: int) -> dict:
+        if cursor and not CURSOR_RE.match(cursor):
+            raise ValidationFailed(fields={"cursor": ["Not a cursor from this API."]})
+        rows = await self._store.page(user_id, cursor=cursor, limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {
+            "items": [self.view(rec) for _, rec in rows],
+            "next_cursor": rows[-1][0] if more else None,
+        }
+
+    async def purge(self, user_id: str) -> None:
+        await self._store.purge(user_id)
