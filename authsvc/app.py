@@ -35,6 +35,8 @@ from .introspect import Introspector
 from .mail import Mailer, MailQueue, OutboxMailer, SmtpMailer
 from .oidc import KeycloakVerifier
 from .passwords import PasswordHasher
+from .profiles import routes as profile_routes
+from .profiles.service import ProfileService
 from .rbac.service import Authorizer, RoleService
 from .sessions import routes as session_routes
 from .sessions.service import SessionService
@@ -44,6 +46,7 @@ from .store.apikeys import ApiKeyStore
 from .store.characters import CharacterStore
 from .store.connection import create_client
 from .store.favorites import FavoriteStore
+from .store.profiles import ProfileStore
 from .store.ratelimits import RateLimitStore
 from .store.rbac import RbacStore
 from .store.sessions import SessionStore
@@ -62,6 +65,7 @@ ROUTES = (
     apikey_routes.api,
     admin_routes.api,
     favorite_routes.api,
+    profile_routes.api,
 )
 
 
@@ -283,17 +287,21 @@ def build_services(
         )
         for kind in KINDS
     }
+    audit_reader = AuditReader(store)
     admin = AdminService(
         accounts=account_store, rbac=rbac_store, lifecycle=lifecycle, audit=audit, clock=clock
     )
     admin.purgers.extend(f.purge for f in favorites.values())
+    profile_store = ProfileStore(store)
+    admin.purgers.append(profile_store.purge)
+    characters = CharacterService(
+        store=CharacterStore(store), cap=settings.max_characters_per_account, clock=clock
+    )
     return Services(
         audit=audit,
-        audit_reader=AuditReader(store),
+        audit_reader=audit_reader,
         accounts=accounts,
-        characters=CharacterService(
-            store=CharacterStore(store), cap=settings.max_characters_per_account, clock=clock
-        ),
+        characters=characters,
         sessions=SessionService(
             accounts=accounts,
             store=session_store,
@@ -311,6 +319,19 @@ def build_services(
         ),
         admin=admin,
         favorites=favorites,
+        profiles=ProfileService(
+            store=profile_store,
+            accounts=accounts,
+            admin=admin,
+            characters=characters,
+            favorites=favorites,
+            api_keys=api_keys,
+            rbac=rbac_store,
+            audit=audit,
+            audit_reader=audit_reader,
+            user_exists=user_exists,
+            clock=clock,
+        ),
         api_keys=api_keys,
         introspector=Introspector(
             authenticator=authenticator, accounts=account_store, authorizer=authorizer

@@ -20,6 +20,7 @@ from .favorites.service import FavoriteService
 from .introspect import Introspector
 from .mail import Mailer
 from .passwords import PasswordHasher
+from .profiles.service import ProfileService
 from .rbac.service import Authorizer, RoleService
 from .sessions.service import SessionService
 
@@ -38,6 +39,7 @@ class Services:
     api_keys: ApiKeyService
     introspector: Introspector
     favorites: dict[str, FavoriteService]
+    profiles: ProfileService
     clock: Clock
 
 

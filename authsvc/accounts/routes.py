@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..app_keys import SERVICES
-from ..auth import LOCAL, Principal
+from ..auth import Principal
 from ..web import Api, client_ip, json_response
 from . import schemas
 
@@ -80,22 +80,6 @@ def token_response(result) -> web.Response:
         },
         headers={"Cache-Control": "no-store"},
     )
-
-
-@api.route(
-    "GET",
-    "/api/v1/users/me",
-    summary="The caller's account",
-    tags=("users",),
-    responses={200: schemas.Account},
-    permission="profile:read",
-    guarded=True,
-)
-async def me(request: web.Request, *, principal: Principal) -> web.Response:
-    if principal.kind != LOCAL:
-        return json_response(await request.app[SERVICES].accounts.external_me(principal))
-    account = await request.app[SERVICES].accounts.me(principal.account_id, sid=principal.sid)
-    return json_response(account)
 
 
 @api.route(

@@ -158,6 +158,26 @@ def favorite_prefix(user_id: int | str, kind: str) -> str:
     return f"fav:{{{user_id}}}:{kind}:"
 
 
+def profile(user_id: int | str) -> str:
+    """hash: display_name, bio, avatar_url, location, website, privacy, updated_at."""
+    return f"user:{{{user_id}}}:profile"
+
+
+def preferences(user_id: int | str) -> str:
+    """string: the user's preferences, one JSON object (size-limited)."""
+    return f"user:{{{user_id}}}:preferences"
+
+
+def following(user_id: int | str) -> str:
+    """zset: ids the user follows, scored by when (ms). The truth of a follow."""
+    return f"user:{{{user_id}}}:following"
+
+
+def followers(user_id: int | str) -> str:
+    """zset: ids following the user, scored by when (ms): derived from `following`."""
+    return f"user:{{{user_id}}}:followers"
+
+
 def rate_limit(scope: str, *parts: str) -> str:
     """string counter with a TTL (the window), e.g. rl:login:acct_ip:<subject>:<ip>."""
     return ":".join(("rl", scope, *parts))

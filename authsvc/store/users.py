@@ -22,3 +22,12 @@ class UserStore:
     @store_call
     async def get(self, user_id: str) -> dict[str, str] | None:
         return await self._r.hgetall(keys.user_record(user_id)) or None
+
+    @store_call
+    async def delete(self, user_id: str) -> None:
+        await self._r.delete(
+            keys.user_record(user_id),
+            keys.user_roles(user_id),
+            keys.user_api_keys(user_id),
+            keys.user_activity(user_id),
+        )

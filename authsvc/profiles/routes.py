@@ -1,0 +1,202 @@
+"""HTTP for the user's own data: account and profile, preferences, follows, export and
+deletion."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from marshmallow import Schema, fields, validate
+
+from ..app_keys import SERVICES
+from ..auth import Principal
+from ..schemas import Text
+from ..web import Api, json_response, read_json
+
+api = Api()
+ME = "/api/v1/users/me"
+USER_ID = "{user_id:[0-9A-Za-z-]{1,64}}"
+
+
+class ProfilePatch(Schema):
+    display_name = Text(max_len=100, allow_none=True)
+    bio = Text(max_len=1000, allow_none=True)
+    avatar_url = fields.Url(
+        schemes={"https", "http"}, allow_none=True, validate=validate.Length(max=2048)
+    )
+    location = Text(max_len=100, allow_none=True)
+    website = fields.Url(
+        schemes={"https", "http"}, allow_none=True, validate=validate.Length(max=2048)
+    )
+    privacy = fields.String(
+        validate=validate.OneOf(["public", "followers", "private"]), allow_none=True
+    )
+
+
+class Profile(Schema):
+    display_name = fields.String(allow_none=True)
+    bio = fields.String(allow_none=True)
+    avatar_url = fields.String(allow_none=True)
+    location = fields.String(allow_none=True)
+    website = fields.String(allow_none=True)
+    privacy = fields.String(required=True)
+
+
+class Me(Schema):
+    id = fields.Raw(required=True)  # an integer (local account) or a UUID (Keycloak)
+    username = fields.String(required=True)
+    email = fields.String(allow_none=True)
+    created_at = fields.String(allow_none=True)
+    profile = fields.Nested(Profile, required=True)
+
+
+class FollowPage(Schema):
+    cursor = fields.String(load_default="", validate=validate.Length(max=100))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+class Follows(Schema):
+    items = fields.List(fields.Dict(), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class Followed(Schema):
+    following = fields.Boolean(required=True)
+    changed = fields.Boolean(required=True)
+
+
+@api.route(
+    "GET",
+    ME,
+    summary="The caller's account (or Keycloak user) and profile",
+    tags=("users",),
+    responses={200: Me},
+    permission="profile:read",
+    guarded=True,
+)
+async def get_me(request: web.Request, *, principal: Principal):
+    return json_response(await request.app[SERVICES].profiles.me(principal))
+
+
+@api.route(
+    "PATCH",
+    ME,
+    summary="Change the caller's profile (null clears a field)",
+    tags=("users",),
+    body=ProfilePatch(),
+    responses={200: Me},
+    permission="profile:write",
+)
+async def patch_me(request: web.Request, *, principal: Principal, body: dict):
+    return json_response(await request.app[SERVICES].profiles.update_profile(principal, body))
+
+
+@api.route(
+    "DELETE",
+    ME,
+    summary="Delete the caller's account and everything about it",
+    tags=("users",),
+    responses={204: None},
+    permission="profile:write",
+)
+async def delete_me(request: web.Request, *, principal: Principal):
+    await request.app[SERVICES].profiles.delete_me(principal)
+    return web.Response(status=204)
+
+
+@api.route(
+    "GET",
+    ME + "/export",
+    summary="Everything stored about the caller",
+    tags=("users",),
+    responses={200: None},
+    permission="profile:read",
+)
+async def export(request: web.Request, *, principal: Principal):
+    doc = await request.app[SERVICES].profiles.export(principal)
+    return json_response(
+        doc,
+        headers={
+            "Content-Disposition": 'attachment; filename="authsvc-export.json"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@api.route(
+    "GET",
+    ME + "/preferences",
+    summary="The caller's preferences (a JSON object)",
+    tags=("users",),
+    responses={200: None},
+    permission="profile:read",
+)
+async def get_preferences(request: web.Request, *, principal: Principal):
+    return json_response(await request.app[SERVICES].profiles.preferences(principal))
+
+
+@api.route(
+    "PATCH",
+    ME + "/preferences",
+    summary="Merge into the preferences (top-level keys; null deletes one; 16 KiB)",
+    tags=("users",),
+    responses={200: None},
+    permission="profile:write",
+)
+async def patch_preferences(request: web.Request, *, principal: Principal):
+    # Free-form by design: any JSON object, bounded by size in the service.
+    patch = await read_json(request)
+    return json_response(await request.app[SERVICES].profiles.merge_preferences(principal, patch))
+
+
+@api.route(
+    "POST",
+    "/api/v1/social/follow/" + USER_ID,
+    summary="Follow a user (idempotent)",
+    tags=("social",),
+    responses={200: Followed},
+    permission="social:write",
+)
+async def follow(request: web.Request, *, principal: Principal):
+    changed = await request.app[SERVICES].profiles.follow(principal, request.match_info["user_id"])
+    return json_response({"following": True, "changed": changed})
+
+
+@api.route(
+    "DELETE",
+    "/api/v1/social/follow/" + USER_ID,
+    summary="Unfollow (idempotent)",
+    tags=("social",),
+    responses={200: Followed},
+    permission="social:write",
+)
+async def unfollow(request: web.Request, *, principal: Principal):
+    changed = await request.app[SERVICES].profiles.unfollow(
+        principal, request.match_info["user_id"]
+    )
+    return json_response({"following": False, "changed": changed})
+
+
+@api.route(
+    "GET",
+    "/api/v1/social/following",
+    summary="Whom the caller follows",
+    tags=("social",),
+    query=FollowPage(),
+    responses={200: Follows},
+    permission="social:read",
+    direction="following",
+)
+@api.route(
+    "GET",
+    "/api/v1/social/followers",
+    summary="Who follows the caller",
+    tags=("social",),
+    query=FollowPage(),
+    responses={200: Follows},
+    permission="social:read",
+    direction="followers",
+)
+async def follows(request: web.Request, *, principal: Principal, query: dict, direction: str):
+    page = await request.app[SERVICES].profiles.follows(
+        principal, direction=direction, cursor=query["cursor"], limit=query["limit"]
+    )
+    return json_response(page)
