@@ -42,7 +42,7 @@ class Audit:
         self._r = client
         self._retention_ms = retention_days * 86_400_000
         self._clock = clock
-        self._buffer: list[dict[str, str]] = []
+        self._buffer: list[tuple[dict[str, str], bool]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
 
@@ -53,9 +53,12 @@ class Audit:
         user_id: str | int | None = None,
         username: str | None = None,
         ip: str | None = None,
+        personal: bool = True,
         **details: object,
     ) -> None:
-        """Append one event: who (user id, preferred_username), what, targets, where."""
+        """Append one event: who (user id, preferred_username), what, targets, where.
+        personal=False keeps it out of the users' own activity streams (the event of an
+        account's deletion must not recreate the stream the deletion removed)."""
         now_ms = int(self._clock() * 1000)
         fields: dict[str, str] = {"action": action, "ts": str(now_ms)}
         if user_id is not None:
@@ -68,7 +71,7 @@ class Audit:
             if value is None or _is_secret(name):
                 continue
             fields[name] = str(value)
-        self._buffer.append(fields)
+        self._buffer.append((fields, personal))
         if len(self._buffer) >= FLUSH_MAX:
             self._start_flush()
         elif self._timer is None:
@@ -91,21 +94,23 @@ class Audit:
         if self._writes:
             await asyncio.wait(list(self._writes))
 
-    async def _write(self, batch: list[dict[str, str]]) -> None:
+    async def _write(self, batch: list[tuple[dict[str, str], bool]]) -> None:
         minid = str(int(self._clock() * 1000) - self._retention_ms)
         try:
             async with asyncio.timeout(5):
                 pipe = self._r.pipeline(transaction=False)
-                for fields in batch:
-                    pipe.xadd(keys.AUDIT_STREAM, fields, minid=minid, approximate=True)
-                    for uid in {fields.get("user_id"), fields.get("target_user")} - {None}:
-                        pipe.xadd(keys.user_activity(uid), fields, minid=minid, approximate=True)
+                for fields, personal in batch:
+                    # Exact MINID: an event past retention is gone, not "mostly gone".
+                    pipe.xadd(keys.AUDIT_STREAM, fields, minid=minid, approximate=False)
+                    owners = {fields.get("user_id"), fields.get("target_user")} - {None}
+                    for uid in owners if personal else ():
+                        pipe.xadd(keys.user_activity(uid), fields, minid=minid, approximate=False)
                 await pipe.execute()
         except (*OUTAGE_ERRORS, redis.RedisError, TimeoutError):
             log.warning(
                 "audit write of %d events failed (actions: %s)",
                 len(batch),
-                ",".join(sorted({f["action"] for f in batch})),
+                ",".join(sorted({f["action"] for f, _ in batch})),
                 exc_info=True,
             )
 

@@ -142,6 +142,7 @@ class AdminService:
             "account_deleted",
             user_id=actor.user_id if actor else user_id,
             username=actor.username if actor else deleted["username"],
-            # Not `target_user`: that would recreate the deleted user's activity stream.
+            # Kept out of the deleted user's own stream, which the deletion removed.
+            personal=False,
             deleted_user=user_id,
         )

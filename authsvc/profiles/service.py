@@ -179,5 +179,9 @@ class ProfileService:
             await self._rbac.revoke(uid, role)
         await self._accounts.forget_external(uid)
         await self._audit.record(
-            "account_deleted", user_id=uid, username=principal.username, deleted_user=uid
+            "account_deleted",
+            user_id=uid,
+            username=principal.username,
+            personal=False,
+            deleted_user=uid,
         )

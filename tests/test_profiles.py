@@ -1,0 +1,184 @@
+"""Profiles, preferences, follows, export and deletion over HTTP on a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+
+from authsvc.app_keys import SERVICES
+
+from .helpers import error_of, login, new_user, register
+from .keycloak_issuer import CLIENT, Issuer
+
+
+async def auth_of(http, prefix="p") -> tuple[dict, dict]:
+    user = await register(http, new_user(prefix))
+    return user, {"Authorization": f"Bearer {await login(http, user)}"}
+
+
+async def test_profile_get_and_patch(http):
+    user, auth = await auth_of(http)
+    me = await (await http.get("/api/v1/users/me", headers=auth)).json()
+    assert me["id"] == user["id"] and me["profile"]["privacy"] == "public"
+    resp = await http.patch(
+        "/api/v1/users/me",
+        headers=auth,
+        json={
+            "display_name": "Aria",
+            "bio": "ranger",
+            "avatar_url": "https://cdn.example/a.png",
+            "website": "https://aria.example",
+            "location": "Oslo",
+            "privacy": "followers",
+        },
+    )
+    assert resp.status == 200
+    profile = (await resp.json())["profile"]
+    assert profile["display_name"] == "Aria" and profile["privacy"] == "followers"
+    resp = await http.patch("/api/v1/users/me", headers=auth, json={"bio": None})
+    assert (await resp.json())["profile"]["bio"] is None
+    for bad in (
+        {"privacy": "secret"},
+        {"avatar_url": "javascript:alert(1)"},
+        {"website": "ftp://x"},
+        {"display_name": "x" * 101},
+        {"email": "a@b.io"},
+    ):
+        resp = await http.patch("/api/v1/users/me", headers=auth, json=bad)
+        assert resp.status == 422, bad
+
+
+async def test_preferences_merge_and_size_limit(http):
+    _, auth = await auth_of(http)
+    assert await (await http.get("/api/v1/users/me/preferences", headers=auth)).json() == {}
+    await http.patch(
+        "/api/v1/users/me/preferences",
+        headers=auth,
+        json={"theme": "dark", "volume": 0.7, "keys": {"jump": "space"}},
+    )
+    resp = await http.patch(
+        "/api/v1/users/me/preferences", headers=auth, json={"volume": None, "lang": "nb"}
+    )
+    assert await resp.json() == {"theme": "dark", "keys": {"jump": "space"}, "lang": "nb"}
+    resp = await http.patch(
+        "/api/v1/users/me/preferences", headers=auth, json={"blob": "x" * 17000}
+    )
+    assert resp.status in (413, 422)
+    resp = await http.patch(
+        "/api/v1/users/me/preferences", headers=auth, json={f"k{i}": "x" * 900 for i in range(20)}
+    )
+    assert resp.status == 422 and (await error_of(resp))["code"] == "validation_failed"
+    resp = await http.patch(
+        "/api/v1/users/me/preferences",
+        headers=auth,
+        data="[1,2]",
+    )
+    assert resp.status in (400, 415)
+    prefs = await (await http.get("/api/v1/users/me/preferences", headers=auth)).json()
+    assert prefs["lang"] == "nb"  # nothing lost by the refused patches
+
+
+async def test_follows(http):
+    alice, a_auth = await auth_of(http, "alice")
+    bob, b_auth = await auth_of(http, "bob")
+    carol, _ = await auth_of(http, "carol")
+    for target in (bob, carol):
+        resp = await http.post(f"/api/v1/social/follow/{target['id']}", headers=a_auth)
+        assert resp.status == 200 and (await resp.json())["changed"] is True
+    again = await http.post(f"/api/v1/social/follow/{bob['id']}", headers=a_auth)
+    assert (await again.json())["changed"] is False  # idempotent
+    assert (
+        await http.post(f"/api/v1/social/follow/{alice['id']}", headers=a_auth)
+    ).status == 422  # not oneself
+    assert (await http.post("/api/v1/social/follow/424242", headers=a_auth)).status == 404
+    page = await (await http.get("/api/v1/social/following?limit=1", headers=a_auth)).json()
+    assert [i["user_id"] for i in page["items"]] == [str(carol["id"])]
+    page2 = await (
+        await http.get(
+            f"/api/v1/social/following?limit=1&cursor={page['next_cursor']}", headers=a_auth
+        )
+    ).json()
+    assert [i["user_id"] for i in page2["items"]] == [str(bob["id"])]
+    fans = await (await http.get("/api/v1/social/followers", headers=b_auth)).json()
+    assert [i["user_id"] for i in fans["items"]] == [str(alice["id"])]
+    await http.delete(f"/api/v1/social/follow/{bob['id']}", headers=a_auth)
+    fans = await (await http.get("/api/v1/social/followers", headers=b_auth)).json()
+    assert fans["items"] == []
+    assert (await http.get("/api/v1/social/following?cursor=bad", headers=a_auth)).status == 422
+
+
+async def test_export_contains_everything(http):
+    user, auth = await auth_of(http)
+    other, _ = await auth_of(http, "other")
+    await http.post("/characters", headers=auth, json={"name": "Aria", "sex": 1, "race": 2})
+    await http.post("/api/v1/favorites/tracks", headers=auth, json={"track_id": "t1", "rating": 4})
+    await http.post(f"/api/v1/social/follow/{other['id']}", headers=auth)
+    await http.patch("/api/v1/users/me/preferences", headers=auth, json={"theme": "dark"})
+    await http.app[SERVICES].audit.flush()
+    await asyncio.sleep(0)
+    resp = await http.get("/api/v1/users/me/export", headers=auth)
+    assert resp.status == 200 and "attachment" in resp.headers["Content-Disposition"]
+    doc = await resp.json()
+    assert doc["user"]["username"] == user["username"] and "password" not in str(doc)
+    assert [c["name"] for c in doc["characters"]] == ["Aria"]
+    assert doc["favorites"]["tracks"][0]["rating"] == 4
+    assert doc["following"] == [str(other["id"])] and doc["preferences"] == {"theme": "dark"}
+    assert doc["roles"] == ["user"] and any(e["action"] == "login_success" for e in doc["activity"])
+
+
+async def test_delete_me_cascades_and_leaves_no_key_behind(http, store):
+    async def data_keys() -> set[str]:
+        return {k async for k in store.scan_iter() if k not in ("audit:events", "rbac:roles")}
+
+    before = await data_keys()
+    user, auth = await auth_of(http)
+    friend, f_auth = await auth_of(http, "friend")
+    after_friend = await data_keys()
+    await http.post("/characters", headers=auth, json={"name": "A", "sex": 0, "race": 0})
+    await http.post("/api/v1/favorites/videos", headers=auth, json={"video_id": "v1"})
+    await http.post("/api/v1/favorites/actors", headers=auth, json={"actor_id": "a1"})
+    await http.post(f"/api/v1/social/follow/{friend['id']}", headers=auth)
+    await http.post(f"/api/v1/social/follow/{user['id']}", headers=f_auth)
+    await http.patch("/api/v1/users/me", headers=auth, json={"bio": "hi"})
+    await http.patch("/api/v1/users/me/preferences", headers=auth, json={"a": 1})
+    await http.post(
+        "/api/v1/users/me/api-keys", headers=auth, json={"name": "k", "scopes": ["profile:read"]}
+    )
+    await http.post(
+        "/api/v1/auth/login", json={"username": user["username"], "password": user["password"]}
+    )
+    assert (await http.delete("/api/v1/users/me", headers=auth)).status == 204
+    await http.app[SERVICES].audit.flush()
+    left = await data_keys()
+    tag = f"{{{user['id']}}}"
+    assert not [k for k in left if tag in k], [k for k in left if tag in k]
+    assert await store.zrange(f"user:{{{friend['id']}}}:followers", 0, -1) == []
+    assert await store.zrange(f"user:{{{friend['id']}}}:following", 0, -1) == []
+    # Exactly the friend's keys (and the shared indexes/counters) remain.
+    assert left - after_friend <= {f"user:{{{friend['id']}}}:activity"}
+    assert (await http.get("/characters", headers=auth)).status == 401
+    # The username and email are free again.
+    assert (
+        await http.post(
+            "/register", json=new_user() | {"username": user["username"], "email": user["email"]}
+        )
+    ).status == 201
+    assert before <= after_friend
+
+
+async def test_keycloak_user_profile_follows_and_deletion(make_client, aiohttp_server, store):
+    kc = Issuer()
+    server = await aiohttp_server(kc.app())
+    kc.base = str(server.make_url("")).rstrip("/")
+    http = await make_client(keycloak_issuer=kc.issuer, keycloak_client_id=CLIENT)
+    sub = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    auth = {"Authorization": f"Bearer {kc.token(sub=sub)}"}
+    local, l_auth = await auth_of(http, "local")
+    resp = await http.patch("/api/v1/users/me", headers=auth, json={"bio": "from keycloak"})
+    assert resp.status == 200 and (await resp.json())["id"] == sub
+    assert (await http.post(f"/api/v1/social/follow/{local['id']}", headers=auth)).status == 200
+    assert (await http.post(f"/api/v1/social/follow/{sub}", headers=l_auth)).status == 200
+    await http.post("/api/v1/favorites/videos", headers=auth, json={"video_id": "v1"})
+    assert (await http.delete("/api/v1/users/me", headers=auth)).status == 204
+    await http.app[SERVICES].audit.flush()
+    assert not [k async for k in store.scan_iter(match=f"*{{{sub}}}*")]
+    assert await store.zrange(f"user:{{{local['id']}}}:followers", 0, -1) == []
