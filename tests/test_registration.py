@@ -199,3 +199,21 @@ async def test_check_reports_and_fixes_leftovers(http, store):
     assert await store.zrange(keys.account_characters(aid), 0, -1) == ["66"]
     assert (await check(store, fix=False, now_ms=now)).problems == []
     await login(http, user)  # the live account was never touched
+
+
+async def test_check_repairs_the_derived_indexes(http, store):
+    user = await register(http)
+    aid = str(user["id"])
+    await store.delete("idx:users:username", "rbac:members:user")  # a crash lost these
+    await store.zadd("idx:users:email", {"ghost@example.com 999": 0})  # names no account
+    await store.zadd("rbac:members:admin", {aid: 0})  # a role the user does not hold
+    now = int(time.time() * 1000)
+    report = await check(store, fix=True, now_ms=now)
+    text = "\n".join(report.problems)
+    assert "missing from idx:users:username" in text and "rbac:members:user" in text
+    assert "ghost@example.com" in text and "does not hold the role" in text
+    assert (await check(store, fix=False, now_ms=now)).problems == []
+    assert await store.zrange("rbac:members:user", 0, -1) == [aid]
+    assert await store.zrange("rbac:members:admin", 0, -1) == []
+    members = await store.zrange("idx:users:username", 0, -1)
+    assert members == [f"{user['username'].lower()}:{aid}"]

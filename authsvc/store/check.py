@@ -71,12 +71,27 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
         report.scanned += len(accts)
         pipe = client.pipeline(transaction=False)
         for key in accts:
-            pipe.hmget(key, "pending", "created_at")
-        for key, (pending, created) in zip(accts, await pipe.execute(), strict=True):
+            pipe.hmget(key, "pending", "created_at", "username", "email")
+        for key, (pending, created, username, email) in zip(
+            accts, await pipe.execute(), strict=True
+        ):
             if pending == "1" and created is not None and int(created) < cutoff:
                 report.add(f"abandoned registration {key}")
                 if fix:
                     report.fixed += int(await abandon(keys=[key], args=[cutoff]))
+            elif pending != "1" and created is not None:
+                await _check_listed(
+                    client,
+                    report,
+                    fix,
+                    keys.account_id_of(key),
+                    int(created),
+                    username or "",
+                    email or "",
+                )
+
+    # The derived indexes: no entry may name a missing account or a role not held.
+    await _check_indexes(client, report, fix, batch)
 
     # Character indexes against character hashes, both directions.
     async for idx_keys in _batches(client, keys.CHARACTER_INDEX_GLOB, batch):
@@ -111,3 +126,57 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
                         keys.account_characters(aid), {cid: int(created)}, nx=True
                     )
     return report
+
+
+async def _check_listed(
+    client: redis.Redis,
+    report: Report,
+    fix: bool,
+    aid: str,
+    created: int,
+    username: str,
+    email: str,
+) -> None:
+    """A live account must be in the admin listing indexes and its roles' member sets."""
+    wanted = (
+        (keys.USERS_BY_CREATED, f"{created:013d}:{aid}"),
+        (keys.USERS_BY_USERNAME, f"{username_lc(username)}:{aid}"),
+        (keys.USERS_BY_EMAIL, f"{email_lc(email)} {aid}"),
+        *((keys.role_members(r), aid) for r in await client.smembers(keys.user_roles(aid))),
+    )
+    pipe = client.pipeline(transaction=False)
+    for index, member in wanted:
+        pipe.zscore(index, member)
+    for (index, member), score in zip(wanted, await pipe.execute(), strict=True):
+        if score is None:
+            report.add(f"account {aid} missing from {index}")
+            if fix:
+                report.fixed += await client.zadd(index, {member: 0})
+
+
+async def _check_indexes(client: redis.Redis, report: Report, fix: bool, size: int) -> None:
+    def account_of(index: str, member: str) -> str:
+        if index == keys.USERS_BY_EMAIL:
+            return member.rsplit(" ", 1)[-1]
+        return member.rsplit(":", 1)[-1] if index != keys.USERS_BY_CREATED else member[14:]
+
+    for index in (keys.USERS_BY_CREATED, keys.USERS_BY_USERNAME, keys.USERS_BY_EMAIL):
+        async for member, _ in client.zscan_iter(index, count=size):
+            aid = account_of(index, member)
+            acc = await client.hmget(keys.account(aid), "created_at", "username", "email")
+            expected = {
+                keys.USERS_BY_CREATED: f"{int(acc[0]):013d}:{aid}" if acc[0] else None,
+                keys.USERS_BY_USERNAME: f"{username_lc(acc[1])}:{aid}" if acc[1] else None,
+                keys.USERS_BY_EMAIL: f"{email_lc(acc[2])} {aid}" if acc[2] else None,
+            }[index]
+            if member != expected:
+                report.add(f"{index} lists {member!r}, which names no such account")
+                if fix:
+                    report.fixed += await client.zrem(index, member)
+    async for members_key in client.scan_iter(match="rbac:members:*", count=size):
+        role = members_key.split(":", 2)[2]
+        async for uid, _ in client.zscan_iter(members_key, count=size):
+            if not await client.sismember(keys.user_roles(uid), role):
+                report.add(f"{members_key} lists {uid}, who does not hold the role")
+                if fix:
+                    report.fixed += await client.zrem(members_key, uid)
