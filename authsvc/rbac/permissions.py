@@ -56,9 +56,8 @@ BUILTIN_ROLES: dict[str, dict] = {
 }
 
 
-def grants(held: Iterable[str], needed: str) -> bool:
-    held = set(held)
-    if "*" in held or needed in held:
+def grants(held: frozenset[str] | set[str], needed: str) -> bool:
+    if needed in held or "*" in held:
         return True
     resource = needed.split(":", 1)[0]
     return f"{resource}:*" in held

@@ -52,7 +52,7 @@ class Authorizer:
         self._clock = clock
         self._defs: dict[str, dict] | None = None
         self._defs_at = 0.0
-        self._users: dict[str, tuple[float, frozenset[str]]] = {}
+        self._users: dict[tuple[str, str], tuple[float, frozenset[str]]] = {}
 
     async def definitions(self) -> dict[str, dict]:
         now = self._clock()
@@ -76,7 +76,7 @@ class Authorizer:
         return roles
 
     async def permissions(self, principal: Principal) -> frozenset[str]:
-        key = f"{principal.kind}:{principal.user_id}"
+        key = (principal.kind, principal.user_id)
         now = self._clock()
         hit = self._users.get(key)
         if hit is not None and now - hit[0] <= self._ttl:
@@ -93,6 +93,15 @@ class Authorizer:
         return grants(await self.permissions(principal), permission)  # ...never more
 
     async def require(self, principal: Principal, permission: str) -> None:
+        # The hot path (a cached user, no API key) without further awaits.
+        hit = self._users.get((principal.kind, principal.user_id))
+        if (
+            hit is not None
+            and principal.scopes is None
+            and self._clock() - hit[0] <= self._ttl
+            and grants(hit[1], permission)
+        ):
+            return
         if not await self.allowed(principal, permission):
             raise Forbidden(f"this needs the permission '{permission}'", code=Code.FORBIDDEN)
 
@@ -102,7 +111,7 @@ class Authorizer:
             self._defs = None
             self._users.clear()
         else:
-            for kind_key in [k for k in self._users if k.split(":", 1)[1] == what]:
+            for kind_key in [k for k in self._users if k[1] == what]:
                 del self._users[kind_key]
 
     async def listen(self, client: redis.Redis, stop: asyncio.Event) -> None:
