@@ -12,7 +12,7 @@ import aiohttp
 import redis.asyncio as redis
 from aiohttp import web
 
-from . import embedded, health
+from . import embedded, health, openapi
 from .accounts import routes as account_routes
 from .accounts.lifecycle import LifecycleService
 from .accounts.service import AccountService
@@ -66,6 +66,7 @@ ROUTES = (
     admin_routes.api,
     favorite_routes.api,
     profile_routes.api,
+    openapi.api,
 )
 
 
@@ -192,7 +193,19 @@ def create_app(
     app.cleanup_ctx.append(store_ctx)
     for api in ROUTES:
         api.register(app)
+    app[openapi.OPENAPI_JSON] = openapi_document()
     return app
+
+
+_OPENAPI: str | None = None
+
+
+def openapi_document() -> str:
+    """The OpenAPI document as JSON text; the routes are module-level, so build it once."""
+    global _OPENAPI
+    if _OPENAPI is None:
+        _OPENAPI = openapi.dumps(openapi.build_spec(ROUTES))
+    return _OPENAPI
 
 
 def build_services(

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 from .app import ROUTES
+from .web import path_variables
 
 
 def display_path(path: str) -> str:
     """A route path without its regular expressions: `/x/{id:[0-9]+}` -> `/x/{id}`."""
-    out, i = [], 0
-    while i < len(path):
-        if path[i] != "{":
-            out.append(path[i])
-            i += 1
-            continue
-        depth, j = 0, i
-        while True:
-            depth += {"{": 1, "}": -1}.get(path[j], 0)
-            if depth == 0:
-                break
-            j += 1
-        out.append("{" + path[i + 1 : j].split(":", 1)[0] + "}")
-        i = j + 1
-    return "".join(out)
+    return path_variables(path)[0]
 
 
 def permission_table() -> str:

@@ -200,6 +200,30 @@ def validate(schema: Schema, data: Any) -> dict[str, Any]:
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
 
+def path_variables(path: str) -> tuple[str, list[tuple[str, str | None]]]:
+    """A route path without its regular expressions, and its variables:
+    `/x/{id:[0-9]+}` -> ("/x/{id}", [("id", "[0-9]+")])."""
+    out: list[str] = []
+    variables: list[tuple[str, str | None]] = []
+    i = 0
+    while i < len(path):
+        if path[i] != "{":
+            out.append(path[i])
+            i += 1
+            continue
+        depth, j = 0, i
+        while True:  # regexes may hold braces of their own: {1,20}
+            depth += {"{": 1, "}": -1}.get(path[j], 0)
+            if depth == 0:
+                break
+            j += 1
+        name, _, regex = path[i + 1 : j].partition(":")
+        variables.append((name, regex or None))
+        out.append("{" + name + "}")
+        i = j + 1
+    return "".join(out), variables
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One route as declared next to its handler: what it reads, what it answers."""
@@ -216,6 +240,14 @@ class Endpoint:
     options: dict[str, Any] = field(default_factory=dict)
     permission: str | None = None
     guarded: bool = False
+    # For the OpenAPI document only: statuses this route answers beyond those its
+    # declaration implies (auth, body, query, path), a JSON schema for a body the
+    # handler reads itself (an OpenAPI `content` map), and the content type of its
+    # success response.
+    errors: tuple[int, ...] = ()
+    doc_body: dict[str, Any] | None = None
+    produces: str = "application/json"
+    uses_store: bool = True  # False: never answers 503 (liveness, documents)
 
 
 class Api:
@@ -244,6 +276,10 @@ class Api:
         auth: bool = True,
         permission: str | None = None,
         guarded: bool = False,
+        errors: tuple[int, ...] = (),
+        doc_body: dict[str, Any] | None = None,
+        produces: str = "application/json",
+        uses_store: bool = True,
         **options: Any,
     ) -> Callable[[Handler], Handler]:
         if auth and not permission:
@@ -264,6 +300,10 @@ class Api:
                     options,
                     permission,
                     guarded,
+                    errors,
+                    doc_body,
+                    produces,
+                    uses_store,
                 )
             )
             return handler

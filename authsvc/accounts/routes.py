@@ -22,6 +22,7 @@ ACCEPTED = {"status": "accepted"}
     tags=TAGS,
     body=schemas.RegisterRequest(),
     responses={201: schemas.Account},
+    errors=(409, 429),
     auth=False,
 )
 @api.route(
@@ -31,6 +32,7 @@ ACCEPTED = {"status": "accepted"}
     tags=TAGS,
     body=schemas.RegisterRequest(),
     responses={201: schemas.Account},
+    errors=(409, 429),
     auth=False,
 )
 async def register(request: web.Request, *, body: dict) -> web.Response:
@@ -45,6 +47,7 @@ async def register(request: web.Request, *, body: dict) -> web.Response:
     tags=TAGS,
     body=schemas.LoginRequest(),
     responses={200: schemas.TokenResponse},
+    errors=(401, 403, 429),
     auth=False,
 )
 @api.route(
@@ -54,6 +57,7 @@ async def register(request: web.Request, *, body: dict) -> web.Response:
     tags=TAGS,
     body=schemas.LoginRequest(),
     responses={200: schemas.TokenResponse},
+    errors=(401, 403, 429),
     auth=False,
 )
 async def login(request: web.Request, *, body: dict) -> web.Response:
@@ -103,6 +107,7 @@ async def verify_email(request: web.Request, *, body: dict) -> web.Response:
     tags=TAGS,
     body=schemas.EmailRequest(),
     responses={202: schemas.Accepted},
+    errors=(429,),
     auth=False,
 )
 async def resend_verification(request: web.Request, *, body: dict) -> web.Response:
@@ -117,6 +122,7 @@ async def resend_verification(request: web.Request, *, body: dict) -> web.Respon
     tags=TAGS,
     body=schemas.EmailRequest(),
     responses={202: schemas.Accepted},
+    errors=(429,),
     auth=False,
 )
 async def forgot_password(request: web.Request, *, body: dict) -> web.Response:

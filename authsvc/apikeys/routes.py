@@ -133,6 +133,10 @@ async def delete_key(request: web.Request, *, principal: Principal):
     summary="RFC 7662 token introspection (JSON or form body)",
     tags=("tokens",),
     responses={200: Introspection},
+    doc_body={
+        "application/json": {"schema": IntrospectRequest},
+        "application/x-www-form-urlencoded": {"schema": IntrospectRequest},
+    },
     permission="tokens:introspect",
 )
 async def introspect(request: web.Request, *, principal: Principal):

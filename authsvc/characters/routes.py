@@ -64,6 +64,7 @@ async def list_characters(request: web.Request, *, principal: Principal) -> web.
     tags=TAGS,
     body=schemas.CreateCharacterRequest(),
     responses={200: schemas.Character},
+    errors=(409,),  # the per-account cap
     created=200,
     permission="characters:write",
     guarded=True,
@@ -75,6 +76,7 @@ async def list_characters(request: web.Request, *, principal: Principal) -> web.
     tags=TAGS,
     body=schemas.CreateCharacterRequest(),
     responses={201: schemas.Character},
+    errors=(409,),
     created=201,
     permission="characters:write",
     guarded=True,

@@ -41,10 +41,19 @@ class Profile(Schema):
 
 
 class Me(Schema):
+    """A local account's fields (`is_active` ... `last_login_at`) or a Keycloak user's
+    (`kind`, `display_name`), plus the profile."""
+
     id = fields.Raw(required=True)  # an integer (local account) or a UUID (Keycloak)
+    kind = fields.String()
     username = fields.String(required=True)
+    display_name = fields.String()
     email = fields.String(allow_none=True)
     created_at = fields.String(allow_none=True)
+    updated_at = fields.String(allow_none=True)
+    last_login_at = fields.String(allow_none=True)
+    is_active = fields.Boolean()
+    email_verified = fields.Boolean()
     profile = fields.Nested(Profile, required=True)
 
 
@@ -139,6 +148,7 @@ async def get_preferences(request: web.Request, *, principal: Principal):
     summary="Merge into the preferences (top-level keys; null deletes one; 16 KiB)",
     tags=("users",),
     responses={200: None},
+    doc_body={"application/json": {"schema": {"type": "object", "additionalProperties": True}}},
     permission="profile:write",
 )
 async def patch_preferences(request: web.Request, *, principal: Principal):
@@ -153,6 +163,7 @@ async def patch_preferences(request: web.Request, *, principal: Principal):
     summary="Follow a user (idempotent)",
     tags=("social",),
     responses={200: Followed},
+    errors=(422,),  # following oneself
     permission="social:write",
 )
 async def follow(request: web.Request, *, principal: Principal):

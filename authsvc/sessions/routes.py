@@ -26,6 +26,7 @@ class RevokeAllQuery(Schema):
     tags=("auth",),
     body=schemas.RefreshRequest(),
     responses={200: schemas.TokenResponse},
+    errors=(401, 403),
     auth=False,
 )
 async def refresh(request: web.Request, *, body: dict) -> web.Response:
