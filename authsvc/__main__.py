@@ -20,12 +20,10 @@ def _settings(**overrides) -> Settings:
         raise SystemExit(2) from None
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _logging(level: str, fmt: str = "json") -> None:
+    from .logs import configure
+
+    configure(level, fmt)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -35,7 +33,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = _settings(**overrides)
-    _logging(settings.log_level)
+    _logging(settings.log_level, settings.log_format)
     logging.getLogger("authsvc").info("starting with settings %s", settings.masked())
     web.run_app(
         create_app(settings),

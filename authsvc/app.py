@@ -32,7 +32,9 @@ from .favorites import routes as favorite_routes
 from .favorites.kinds import KINDS
 from .favorites.service import FavoriteService
 from .introspect import Introspector
+from .logs import request_id_middleware
 from .mail import Mailer, MailQueue, OutboxMailer, SmtpMailer
+from .metrics import metrics_middleware
 from .oidc import KeycloakVerifier
 from .passwords import PasswordHasher
 from .profiles import routes as profile_routes
@@ -53,7 +55,7 @@ from .store.sessions import SessionStore
 from .store.users import UserStore
 from .throttle import LoginThrottle, RequestLimiter
 from .tokens import TokenService
-from .web import AUTHENTICATOR, AUTHORIZER, LIVENESS, TRUSTED_PROXIES, error_middleware
+from .web import AUTHENTICATOR, AUTHORIZER, LIVENESS, TRUSTED_PROXIES, dumps, error_middleware
 
 log = logging.getLogger("authsvc")
 
@@ -95,7 +97,13 @@ def create_app(
     """Build the service. `client` injects a store client (tests: fakeredis or a
     redis-server they started); without it the app connects to `settings.store_url`,
     starting an embedded store when KEYDB_URL is unset and nothing answers there."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        # Outermost first: every answer, errors included, gets its request id and is
+        # counted with the status the error middleware gave it.
+        middlewares=[request_id_middleware, metrics_middleware, error_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[health.ACTIVE_SESSIONS] = health.ActiveSessions(settings.metrics_session_scan_interval)
     app[SETTINGS] = settings
     app[TRUSTED_PROXIES] = tuple(
         ipaddress.ip_network(net, strict=False) for net in settings.trusted_proxies
@@ -185,6 +193,7 @@ def create_app(
             await asyncio.wait({rbac_feed}, timeout=1)
             await app[SERVICES].audit.flush()
             await app[SERVICES].lifecycle.mail.close()
+            await app[health.ACTIVE_SESSIONS].close()
             if own_client:
                 await store.aclose()
             app[HASHER].close()
@@ -204,7 +213,7 @@ def openapi_document() -> str:
     """The OpenAPI document as JSON text; the routes are module-level, so build it once."""
     global _OPENAPI
     if _OPENAPI is None:
-        _OPENAPI = openapi.dumps(openapi.build_spec(ROUTES))
+        _OPENAPI = dumps(openapi.build_spec(ROUTES))
     return _OPENAPI
 
 

@@ -19,6 +19,7 @@ import time
 import redis.asyncio as redis
 
 from .clock import Clock, iso
+from .metrics import count_event
 from .store import keys
 from .store.connection import OUTAGE_ERRORS
 
@@ -59,6 +60,7 @@ class Audit:
         """Append one event: who (user id, preferred_username), what, targets, where.
         personal=False keeps it out of the users' own activity streams (the event of an
         account's deletion must not recreate the stream the deletion removed)."""
+        count_event(action)
         now_ms = int(self._clock() * 1000)
         fields: dict[str, str] = {"action": action, "ts": str(now_ms)}
         if user_id is not None:

@@ -86,6 +86,9 @@ class Settings:
     catalog_cache_ttl: int = 60
     catalog_negative_cache_ttl: int = 10
     log_level: str = "INFO"
+    log_format: str = "json"  # or "text", for a human at a terminal
+    # /metrics counts the live sessions with a SCAN at most this often (s); 0: never
+    metrics_session_scan_interval: float = 60.0
 
     def __post_init__(self) -> None:
         secret_len = len(self.jwt_secret.encode())
@@ -151,6 +154,8 @@ class Settings:
             raise ConfigError("CATALOG_URL must be an http(s) URL template with {id} (and {kind})")
         if not 0 < self.catalog_timeout <= 60:
             raise ConfigError("CATALOG_TIMEOUT must be between 0 and 60 seconds")
+        if self.log_format not in ("json", "text"):
+            raise ConfigError(f"LOG_FORMAT must be json or text, not {self.log_format!r}")
         if self.mail_backend not in ("outbox", "smtp"):
             raise ConfigError("MAIL_BACKEND must be 'outbox' or 'smtp'")
         if not 0 < self.smtp_timeout <= 120:

@@ -19,7 +19,7 @@ from marshmallow import Schema, fields
 
 from . import __version__
 from .errors import Code
-from .web import Api, Endpoint, dumps, path_variables
+from .web import Api, Endpoint, path_variables
 
 BODY_ERRORS = (400, 413, 415, 422)
 AUTH_ERRORS = (401, 403, 429)

@@ -21,6 +21,7 @@ from authsvc.web import path_variables
 from .conftest import SECRET
 from .redis_proc import RedisProcess, free_port
 
+CLI = (sys.executable, "-m", "authsvc")
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 
@@ -164,8 +165,7 @@ def running_service(tmp_path):
         "LOG_LEVEL": "WARNING",
     }
     admin = subprocess.run(
-        [sys.executable, "-m", "authsvc", "create-admin"]
-        + ["--username", ADMIN["username"], "--email", ADMIN["email"]],
+        [*CLI, "create-admin", "--username", ADMIN["username"], "--email", ADMIN["email"]],
         input=ADMIN["password"] + "\n",
         capture_output=True,
         text=True,

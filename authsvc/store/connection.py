@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import ParamSpec, TypeVar
@@ -17,6 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from ..errors import StoreUnavailable
+from ..metrics import STORE_ERRORS, STORE_SECONDS
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -93,13 +95,22 @@ def store_call(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     """Decorator for store methods: the whole step is bounded by COMMAND_TIMEOUT, and
     an outage or a timeout becomes StoreUnavailable (503)."""
 
+    seconds = STORE_SECONDS.labels(fn.__qualname__)
+
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        start = time.perf_counter()
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT):
-                return await fn(*args, **kwargs)
-        except (*OUTAGE_ERRORS, TimeoutError) as exc:
+                result = await fn(*args, **kwargs)
+        except TimeoutError as exc:
+            STORE_ERRORS.labels("timeout").inc()
             raise StoreUnavailable() from exc
+        except OUTAGE_ERRORS as exc:
+            STORE_ERRORS.labels("unavailable").inc()
+            raise StoreUnavailable() from exc
+        seconds.observe(time.perf_counter() - start)
+        return result
 
     return wrapper
 

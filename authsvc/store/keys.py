@@ -14,6 +14,8 @@ ACCOUNT_GLOB = "account:{*}"
 CHARACTER_INDEX_GLOB = "account:{*}:characters"
 CHARACTER_GLOB = "character:{*}:*"
 SESSION_INDEX_GLOB = "account:{*}:sessions"
+SESSION_HASH_GLOB = "session:{*}:*"  # the session hashes, and their `:refresh` sets
+SESSION_REFRESH_SUFFIX = ":refresh"
 RATE_LIMIT_GLOB = "rl:*"
 
 
