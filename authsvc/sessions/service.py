@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -25,6 +26,8 @@ from ..clock import Clock, iso, to_ms
 from ..errors import Code, InvalidToken, NotFound
 from ..store.sessions import SessionStore
 from ..tokens import IssuedToken, TokenService
+
+log = logging.getLogger("authsvc.sessions")
 
 _REFRESH_RE = re.compile(r"^([1-9][0-9]{0,15})\.([A-Za-z0-9_-]{43})\Z")
 
@@ -137,6 +140,9 @@ class SessionService:
         if rot.outcome == "invalid":
             raise _invalid_refresh()
         if rot.outcome == "theft":
+            log.warning(
+                "refresh token reuse detected: session %s of account %s revoked", rot.sid, aid
+            )
             await self._audit.record(
                 "refresh_reuse_detected", user_id=aid, ip=ip, session_id=rot.sid
             )
