@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import time
+
 import fakeredis
 import pytest
 import redis.asyncio as aredis
@@ -31,7 +34,20 @@ def make_settings(**overrides) -> Settings:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
-    server = RedisProcess(tmp_path_factory.mktemp("redis")).start()
+    if os.environ.get("AUTHSVC_TEST_SLOT_CHECK"):
+        # One node in cluster mode owning every slot: plain clients still work, and
+        # the server refuses any script or MULTI whose keys span hash slots.
+        server = RedisProcess(
+            tmp_path_factory.mktemp("redis"), extra=["--cluster-enabled", "yes"]
+        ).start()
+        import redis as sync_redis
+
+        with sync_redis.Redis(port=server.port) as c:
+            c.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+            while c.execute_command("CLUSTER", "INFO").decode().find("cluster_state:ok") < 0:
+                time.sleep(0.05)
+    else:
+        server = RedisProcess(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
 

@@ -204,7 +204,8 @@ async def test_check_reports_and_fixes_leftovers(http, store):
 async def test_check_repairs_the_derived_indexes(http, store):
     user = await register(http)
     aid = str(user["id"])
-    await store.delete("idx:users:username", "rbac:members:user")  # a crash lost these
+    for key in ("idx:users:username", "rbac:members:user"):  # a crash lost these
+        await store.delete(key)
     await store.zadd("idx:users:email", {"ghost@example.com 999": 0})  # names no account
     await store.zadd("rbac:members:admin", {aid: 0})  # a role the user does not hold
     now = int(time.time() * 1000)

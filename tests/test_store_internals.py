@@ -28,7 +28,8 @@ async def test_hiredis_packer_round_trips_every_type(redis_server):
         with pytest.raises(DataError):  # redis-py's own check still applies
             await client.set("k", True)
     finally:
-        await client.delete("k", "z")
+        await client.delete("k")
+        await client.delete("z")
         await client.aclose()
 
 

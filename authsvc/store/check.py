@@ -49,7 +49,10 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
     ):
         async for claims in _batches(client, glob, batch):
             report.scanned += len(claims)
-            holders = await client.mget(claims)
+            pipe = client.pipeline(transaction=False)
+            for claim in claims:  # not MGET: the claims live in many cluster slots
+                pipe.get(claim)
+            holders = await pipe.execute()
             pipe = client.pipeline(transaction=False)
             for aid in holders:
                 pipe.hmget(keys.account(aid or "-"), "pending", "created_at", attr)
