@@ -46,6 +46,7 @@ class Audit:
         self._buffer: list[tuple[dict[str, str], bool]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
+        self._last: asyncio.Task | None = None
 
     async def record(
         self,
@@ -86,7 +87,9 @@ class Audit:
         if not self._buffer:
             return
         batch, self._buffer = self._buffer, []
-        task = asyncio.ensure_future(self._write(batch))
+        # Each write waits for the one before it, so the stream keeps recording order.
+        previous = self._last if self._last is not None and not self._last.done() else None
+        task = self._last = asyncio.ensure_future(self._write(batch, previous))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
@@ -96,7 +99,11 @@ class Audit:
         if self._writes:
             await asyncio.wait(list(self._writes))
 
-    async def _write(self, batch: list[tuple[dict[str, str], bool]]) -> None:
+    async def _write(
+        self, batch: list[tuple[dict[str, str], bool]], previous: asyncio.Future | None
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
         minid = str(int(self._clock() * 1000) - self._retention_ms)
         try:
             async with asyncio.timeout(5):

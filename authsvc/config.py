@@ -26,6 +26,7 @@ class Settings:
     access_token_ttl: int = 900
     # None: use DEFAULT_KEYDB_URL, and start an embedded store if nothing answers there.
     keydb_url: str | None = None
+    keydb_cluster: bool = False  # or KEYDB_URL=redis+cluster://<any node>
     store_timeout: float = 2.0
     data_dir: str = "./data"
     host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces by default
@@ -170,9 +171,14 @@ class Settings:
         if not 0 < self.store_timeout <= 60:
             raise ConfigError("STORE_TIMEOUT must be between 0 and 60 seconds")
         if self.keydb_url is not None and not self.keydb_url.startswith(
-            ("redis://", "rediss://", "unix://")
+            ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
         ):
-            raise ConfigError("KEYDB_URL must start with redis://, rediss:// or unix://")
+            raise ConfigError(
+                "KEYDB_URL must start with redis://, rediss://, unix:// or (a Redis "
+                "Cluster) redis+cluster:// or rediss+cluster://"
+            )
+        if self.keydb_cluster and not (self.keydb_url or "").startswith(("redis", "rediss")):
+            raise ConfigError("KEYDB_CLUSTER=true needs KEYDB_URL=redis://<any node>")
         if not self.jwt_issuer or not self.jwt_audience:
             raise ConfigError("JWT_ISSUER and JWT_AUDIENCE must not be empty")
 
@@ -191,7 +197,11 @@ class Settings:
 
     @property
     def store_url(self) -> str:
-        return self.keydb_url or DEFAULT_KEYDB_URL
+        url = self.keydb_url or DEFAULT_KEYDB_URL
+        if self.keydb_cluster and "+cluster://" not in url:
+            scheme, rest = url.split("://", 1)
+            url = f"{scheme}+cluster://{rest}"
+        return url
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:

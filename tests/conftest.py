@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import fakeredis
 import pytest
@@ -11,7 +10,7 @@ from authsvc.app import create_app
 from authsvc.config import Settings
 from authsvc.store.connection import create_client
 
-from .redis_proc import RedisProcess
+from .redis_proc import RedisClusterProcesses, RedisProcess
 
 SECRET = "test-secret-" + "x" * 40
 
@@ -34,18 +33,10 @@ def make_settings(**overrides) -> Settings:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
-    if os.environ.get("AUTHSVC_TEST_SLOT_CHECK"):
-        # One node in cluster mode owning every slot: plain clients still work, and
-        # the server refuses any script or MULTI whose keys span hash slots.
-        server = RedisProcess(
-            tmp_path_factory.mktemp("redis"), extra=["--cluster-enabled", "yes"]
-        ).start()
-        import redis as sync_redis
-
-        with sync_redis.Redis(port=server.port) as c:
-            c.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-            while c.execute_command("CLUSTER", "INFO").decode().find("cluster_state:ok") < 0:
-                time.sleep(0.05)
+    if os.environ.get("AUTHSVC_TEST_CLUSTER"):
+        # A real three-master Redis Cluster: the client routes by slot, and the
+        # servers refuse any script or MULTI whose keys span hash slots.
+        server = RedisClusterProcesses(tmp_path_factory.mktemp("cluster")).start()
     else:
         server = RedisProcess(tmp_path_factory.mktemp("redis")).start()
     yield server

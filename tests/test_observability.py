@@ -66,6 +66,7 @@ async def test_refresh_reuse_is_counted(make_client):
     first = (await resp.json())["refresh_token"]
     before = await scrape(http)
     assert (await http.post("/api/v1/auth/refresh", json={"refresh_token": first})).status == 200
+    await asyncio.sleep(0.01)  # past the (zero) reuse window, even in the same ms
     assert (await http.post("/api/v1/auth/refresh", json={"refresh_token": first})).status == 401
     after = await scrape(http)
     name = "authsvc_refresh_reuse_detected_total"
@@ -131,10 +132,11 @@ async def test_logs_are_json_lines_with_the_request_id_and_no_secrets(make_clien
     out = io.StringIO()
     handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    saved_level = root.level
+    root = logging.getLogger("authsvc")
+    saved = root.level, root.disabled
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    root.disabled = False
     try:
         user = new_user()
         await register(http, user)
@@ -143,6 +145,7 @@ async def test_logs_are_json_lines_with_the_request_id_and_no_secrets(make_clien
         )
         pair = await resp.json()
         for request_id in ("refresh-1", "theft-1"):  # the second is theft, and is logged
+            await asyncio.sleep(0.01)  # past the (zero) reuse window, even in the same ms
             await http.post(
                 "/api/v1/auth/refresh",
                 json={"refresh_token": pair["refresh_token"]},
@@ -152,10 +155,14 @@ async def test_logs_are_json_lines_with_the_request_id_and_no_secrets(make_clien
         await http.post("/login", json={"username": user["username"], "password": "guessing-1"})
     finally:
         root.removeHandler(handler)
-        root.setLevel(saved_level)
+        root.setLevel(saved[0])
+        root.disabled = saved[1]
     entries = [json.loads(line) for line in out.getvalue().splitlines()]
-    theft = [e for e in entries if e.get("request_id") == "theft-1"]
-    assert theft and theft[0]["level"] == "warning" and "reuse" in theft[0]["msg"]
+    theft = [
+        e for e in entries if e.get("request_id") == "theft-1" and e["logger"] == "authsvc.sessions"
+    ]
+    assert theft, entries
+    assert theft[0]["level"] == "warning" and "reuse" in theft[0]["msg"]
     for entry in entries:
         assert {"ts", "level", "logger", "msg"} <= set(entry)
     text = out.getvalue()

@@ -18,6 +18,7 @@ class ApiKeyStore:
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
         self._auth = client.register_script(lua_source("apikey_auth"))
+        self._hset_if_exists = client.register_script(lua_source("hset_if_exists"))
 
     @store_call
     async def create(self, owner: str, key_id: str, fields: dict[str, str]) -> None:
@@ -40,15 +41,8 @@ class ApiKeyStore:
 
     @store_call
     async def update(self, owner: str, key_id: str, fields: dict[str, str]) -> bool:
-        key = keys.api_key(owner, key_id)
-        async with self._r.pipeline(transaction=True) as pipe:
-            await pipe.watch(key)
-            if not await pipe.exists(key):
-                return False
-            pipe.multi()
-            pipe.hset(key, mapping=fields)
-            await pipe.execute()
-        return True
+        flat = [x for pair in fields.items() for x in pair]
+        return bool(await self._hset_if_exists(keys=[keys.api_key(owner, key_id)], args=flat))
 
     @store_call
     async def delete(self, owner: str, key_id: str) -> bool:

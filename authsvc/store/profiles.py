@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import redis.asyncio as redis
-from redis.exceptions import WatchError
 
 from . import keys
-from .connection import store_call
+from .connection import lua_source, store_call
 
 
 class PreferencesTooLarge(Exception):
@@ -18,6 +17,7 @@ class PreferencesTooLarge(Exception):
 class ProfileStore:
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
+        self._cas = client.register_script(lua_source("string_cas"))
 
     @store_call
     async def profile(self, user_id: str) -> dict[str, str]:
@@ -46,26 +46,20 @@ class ProfileStore:
     async def merge_preferences(self, user_id: str, patch: dict, *, max_bytes: int) -> dict:
         """Merge top-level keys (null deletes one), atomically with WATCH/MULTI."""
         key = keys.preferences(user_id)
-        async with self._r.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    merged = json.loads(raw) if raw else {}
-                    for name, value in patch.items():
-                        if value is None:
-                            merged.pop(name, None)
-                        else:
-                            merged[name] = value
-                    encoded = json.dumps(merged, separators=(",", ":"), ensure_ascii=False)
-                    if len(encoded.encode()) > max_bytes:
-                        raise PreferencesTooLarge()
-                    pipe.multi()
-                    pipe.set(key, encoded)
-                    await pipe.execute()
-                    return merged
-                except WatchError:
-                    continue
+        while True:
+            raw = await self._r.get(key)
+            merged = json.loads(raw) if raw else {}
+            for name, value in patch.items():
+                if value is None:
+                    merged.pop(name, None)
+                else:
+                    merged[name] = value
+            encoded = json.dumps(merged, separators=(",", ":"), ensure_ascii=False)
+            if len(encoded.encode()) > max_bytes:
+                raise PreferencesTooLarge()
+            expected = ["1", raw] if raw is not None else ["0", ""]
+            if await self._cas(keys=[key], args=[*expected, encoded]):
+                return merged
 
     @store_call
     async def follow(self, user_id: str, target: str, now_ms: int) -> bool:

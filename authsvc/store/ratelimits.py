@@ -3,6 +3,8 @@ several service processes and expire by themselves (no sweeper)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio as redis
 
 from . import keys
@@ -29,6 +31,13 @@ class RateLimitStore:
     @store_call
     async def hit(self, counters: list[tuple[str, int]]) -> list[int]:
         """Count one hit on each (key, window_ms); returns the new counts."""
+        if isinstance(self._r, redis.RedisCluster):
+            # A cluster pipeline cannot carry scripts; the counters live on several
+            # nodes anyway, so send the hits side by side.
+            counts = await asyncio.gather(
+                *(self._hit(keys=[key], args=[window_ms]) for key, window_ms in counters)
+            )
+            return [int(n) for n in counts]
         pipe = self._r.pipeline(transaction=False)
         for key, window_ms in counters:
             await self._hit(keys=[key], args=[window_ms], client=pipe)

@@ -7,15 +7,15 @@ import json
 from collections.abc import Callable
 
 import redis.asyncio as redis
-from redis.exceptions import WatchError
 
 from . import keys
-from .connection import store_call
+from .connection import lua_source, store_call
 
 
 class RbacStore:
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
+        self._cas = client.register_script(lua_source("hash_cas"))
 
     @store_call
     async def roles(self) -> dict[str, dict]:
@@ -33,23 +33,16 @@ class RbacStore:
     async def change_roles(self, change: Callable[[dict[str, dict]], dict[str, dict | None]]):
         """Optimistic update of the definitions: `change(current)` returns the roles to
         write (None deletes one); it runs again if another writer got in between."""
-        async with self._r.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(keys.ROLES)
-                    raw = await pipe.hgetall(keys.ROLES)
-                    current = {n: json.loads(v) for n, v in raw.items()}
-                    updates = change(current)
-                    pipe.multi()
-                    for name, definition in updates.items():
-                        if definition is None:
-                            pipe.hdel(keys.ROLES, name)
-                        else:
-                            pipe.hset(keys.ROLES, name, json.dumps(definition))
-                    await pipe.execute()
-                    return updates
-                except WatchError:
-                    continue
+        while True:
+            raw = await self._r.hgetall(keys.ROLES)
+            updates = change({n: json.loads(v) for n, v in raw.items()})
+            args: list[str | int] = [len(raw)]
+            for pair in raw.items():
+                args.extend(pair)
+            for name, definition in updates.items():
+                args += [name, "" if definition is None else json.dumps(definition)]
+            if await self._cas(keys=[keys.ROLES], args=args):
+                return updates
 
     @store_call
     async def user_roles(self, user_id: str) -> set[str]:
