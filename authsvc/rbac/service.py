@@ -119,8 +119,11 @@ class Authorizer:
         with a short timeout rather than blocking: redis-py's blocking pub/sub read does
         not always give way to cancellation.)"""
         while not stop.is_set():
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = None
             try:
+                if isinstance(client, redis.RedisCluster):
+                    await client.initialize()  # its pub/sub needs the slot map first
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(keys.RBAC_CHANNEL)
                 self.invalidate("roles")  # whatever was missed while unsubscribed
                 while not stop.is_set():
@@ -132,8 +135,9 @@ class Authorizer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
             finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), 1.0)
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(pubsub.aclose(), 1.0)
 
 
 class RoleService:
