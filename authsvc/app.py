@@ -32,9 +32,8 @@ from .favorites import routes as favorite_routes
 from .favorites.kinds import KINDS
 from .favorites.service import FavoriteService
 from .introspect import Introspector
-from .logs import request_id_middleware
+from .logs import edge_middleware
 from .mail import Mailer, MailQueue, OutboxMailer, SmtpMailer
-from .metrics import metrics_middleware
 from .oidc import KeycloakVerifier
 from .passwords import PasswordHasher
 from .profiles import routes as profile_routes
@@ -100,7 +99,7 @@ def create_app(
     app = web.Application(
         # Outermost first: every answer, errors included, gets its request id and is
         # counted with the status the error middleware gave it.
-        middlewares=[request_id_middleware, metrics_middleware, error_middleware],
+        middlewares=[edge_middleware, error_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[health.ACTIVE_SESSIONS] = health.ActiveSessions(settings.metrics_session_scan_interval)

@@ -12,7 +12,6 @@ Security events are counted where they are recorded (`audit.Audit.record` calls
 from __future__ import annotations
 
 import os
-import time
 
 from aiohttp import web
 from prometheus_client import (
@@ -90,21 +89,6 @@ def observe_request(request: web.Request, status: int, seconds: float) -> None:
     children[1].observe(seconds)
     if status == 429:
         RATE_LIMITED.labels(key[1]).inc()
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler) -> web.StreamResponse:
-    start = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        observe_request(request, status, time.perf_counter() - start)
 
 
 def exposition(*extra_collectors) -> bytes:

@@ -72,44 +72,30 @@ def create_client(
     A `redis+cluster://` (or `rediss+cluster://`) URL names any node of a Redis Cluster
     (KeyDB in cluster mode too): the client learns the slot map from it and routes each
     command, script and pipeline by the hash tags in the key layout."""
-    scheme = url.split("://", 1)[0]
+    scheme, rest = url.split("://", 1)
+    options = {
+        "decode_responses": True,
+        "socket_timeout": timeout if socket_timeout else None,
+        "socket_connect_timeout": timeout,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        "max_connections": max_connections,
+        # One quick retry hides a connection the server closed while idle; a real
+        # outage still fails within about 2 x timeout.
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
+    }
     if scheme.endswith("+cluster"):
-        return _cluster_client(
-            url, timeout=timeout, socket_timeout=socket_timeout, max_connections=max_connections
+        scheme = scheme.removesuffix("+cluster")
+        return redis.RedisCluster.from_url(
+            f"{scheme}://{rest}",
+            connection_class=_SslConnection if scheme == "rediss" else _TcpConnection,
+            **options,
         )
     connection_class = {"rediss": _SslConnection, "unix": _UnixConnection}.get(
         scheme, _TcpConnection
     )
     return redis.Redis.from_url(
-        url,
-        connection_class=connection_class,
-        decode_responses=True,
-        socket_timeout=timeout if socket_timeout else None,
-        socket_connect_timeout=timeout,
-        socket_keepalive=True,
-        health_check_interval=30,
-        max_connections=max_connections,
-        # One quick retry hides a connection the server closed while idle; a real
-        # outage still fails within about 2 x timeout.
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
-        retry_on_error=[rexc.ConnectionError],
-    )
-
-
-def _cluster_client(
-    url: str, *, timeout: float, socket_timeout: bool, max_connections: int
-) -> redis.RedisCluster:
-    scheme, rest = url.split("://", 1)
-    return redis.RedisCluster.from_url(
-        f"{scheme.removesuffix('+cluster')}://{rest}",
-        decode_responses=True,
-        socket_timeout=timeout if socket_timeout else None,
-        socket_connect_timeout=timeout,
-        socket_keepalive=True,
-        health_check_interval=30,
-        max_connections=max_connections,
-        connection_class=_SslConnection if scheme.startswith("rediss") else _TcpConnection,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
+        url, connection_class=connection_class, retry_on_error=[rexc.ConnectionError], **options
     )
 
 
