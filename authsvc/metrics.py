@@ -2,9 +2,9 @@
 This module imports nothing of authsvc's, so the store layer can count its steps.
 
 The metric objects are module-level, as prometheus-client intends: one set per process.
-Under `authsvc serve --workers N` every worker writes its values to files in
-PROMETHEUS_MULTIPROC_DIR (the supervisor sets it) and a scrape of any worker answers
-for all of them, through prometheus-client's multiprocess collector.
+When PROMETHEUS_MULTIPROC_DIR is set (several processes serving one port), each
+process writes its values there and a scrape of any of them answers for all, through
+prometheus-client's multiprocess collector.
 
 Security events are counted where they are recorded (`audit.Audit.record` calls
 `count_event`), so the counters and the audit trail cannot disagree."""
