@@ -15,7 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 from . import metrics
 from .app_keys import STORE
 from .errors import StoreUnavailable
-from .store import keys
+from .store import connection, keys
 from .store.connection import OUTAGE_ERRORS, ping
 from .web import Api, json_response
 
@@ -33,7 +33,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 @api.route("GET", "/readyz", summary="The store is reachable", tags=("health",), auth=False)
 async def readyz(request: web.Request) -> web.Response:
-    if not await ping(request.app[STORE]):
+    # Bounded like every store step (STORE_TIMEOUT), not by ping's own default.
+    if not await ping(request.app[STORE], wait=connection.COMMAND_TIMEOUT):
         raise StoreUnavailable("the data store does not answer")
     return json_response({"status": "ready", "store": "ok"})
 

@@ -6,6 +6,7 @@ missing binary fails the run loudly: storage tests never silently skip."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -186,3 +187,94 @@ class RedisClusterProcesses:
 def _cluster_ok(client: redis.Redis, masters: int) -> bool:
     info = client.execute_command("CLUSTER", "INFO").decode()
     return "cluster_state:ok" in info and f"cluster_known_nodes:{masters}" in info
+
+
+class StoreProxy:
+    """A TCP proxy between the service and a redis-server, run on the test's event loop,
+    for network faults the server itself cannot fake:
+
+    - `stall()`: the network hangs. Connections are still accepted, but no byte moves
+      in either direction (what was read is held, the rest waits in the kernel);
+      `resume()` delivers everything held, in order, as a healed partition would.
+    - `reply_delay`: every reply chunk reaches the client that many seconds late, while
+      commands reach the server at once (a slow return path: the server has acted on
+      a command whose reply the client may give up waiting for)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self.reply_delay = 0.0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> StoreProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers:
+            writer.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.ensure_future(self._serve(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, c_reader, c_writer) -> None:
+        self._writers.add(c_writer)
+        await self._flowing.wait()  # accepted, but connected upstream only when flowing
+        try:
+            u_reader, u_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            c_writer.close()
+            return
+        self._writers.add(u_writer)
+        await asyncio.gather(
+            self._pipe(c_reader, u_writer, delayed=False),
+            self._pipe(u_reader, c_writer, delayed=True),
+        )
+
+    async def _pipe(self, reader, writer, *, delayed: bool) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def deliver() -> None:
+            while (item := await queue.get()) is not None:
+                due, data = item
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                await self._flowing.wait()
+                writer.write(data)
+                await writer.drain()
+
+        sender = asyncio.ensure_future(deliver())
+        try:
+            while data := await reader.read(65536):
+                await queue.put((loop.time() + (self.reply_delay if delayed else 0.0), data))
+                # Stalled: hold this chunk and read nothing more.
+                await self._flowing.wait()
+            await queue.put(None)
+            await sender
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            sender.cancel()
+            writer.close()

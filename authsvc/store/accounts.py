@@ -16,13 +16,15 @@ account gone at step 3 and releases what it still holds."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 import redis.asyncio as redis
 
 from .. import normalize
-from . import keys
-from .connection import guarded_lua_source, lua_source, store_call
+from . import connection, keys
+from .connection import OUTAGE_ERRORS, guarded_lua_source, lua_source, store_call
 
 PENDING_TIMEOUT_MS = 60_000
 
@@ -102,11 +104,15 @@ class AccountStore:
                 raise RegistrationAbandoned()
             await self.index(aid, acc.username_lc, acc.email_lc, acc.created_at_ms, acc.roles)
         except BaseException:
-            # Best effort: if this fails too (store gone), the pending account and
-            # its claims are exactly the crash state described above.
-            for claim in held:
-                await self._claim_release(keys=[claim], args=[aid])
-            await self._delete_pending(keys=[akey])
+            # Best effort, and bounded: after a timeout the step's own bound has run
+            # out, and an unbounded clean-up on a stalled connection would hang the
+            # request. If it fails too (store gone), the pending account and its
+            # claims are exactly the crash state described above.
+            with contextlib.suppress(TimeoutError, *OUTAGE_ERRORS):
+                async with asyncio.timeout(connection.COMMAND_TIMEOUT):
+                    for claim in held:
+                        await self._claim_release(keys=[claim], args=[aid])
+                    await self._delete_pending(keys=[akey])
             raise
         return True
 
