@@ -7,6 +7,7 @@ missing binary fails the run loudly: storage tests never silently skip."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -196,16 +197,18 @@ class StoreProxy:
     - `stall()`: the network hangs. Connections are still accepted, but no byte moves
       in either direction (what was read is held, the rest waits in the kernel);
       `resume()` delivers everything held, in order, as a healed partition would.
-    - `reply_delay`: every reply chunk reaches the client that many seconds late, while
-      commands reach the server at once (a slow return path: the server has acted on
-      a command whose reply the client may give up waiting for)."""
+    - `lose_reply(marker, reset=...)`: the next command whose bytes contain `marker`
+      reaches the server, which acts on it, but its reply never reaches the client:
+      the connection is reset (`reset=True`), or the reply is held forever and the
+      client has to give up waiting. One-shot."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.port = 0
-        self.reply_delay = 0.0
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._lose: tuple[bytes, bool] | None = None
+        self.lost = 0  # replies lost so far
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -224,6 +227,9 @@ class StoreProxy:
 
     def resume(self) -> None:
         self._flowing.set()
+
+    def lose_reply(self, marker: bytes, *, reset: bool) -> None:
+        self._lose = (marker, reset)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -248,33 +254,34 @@ class StoreProxy:
             c_writer.close()
             return
         self._writers.add(u_writer)
-        await asyncio.gather(
-            self._pipe(c_reader, u_writer, delayed=False),
-            self._pipe(u_reader, c_writer, delayed=True),
-        )
+        cut: list[bool] = []  # [reset?] once this connection's next reply is to be lost
 
-    async def _pipe(self, reader, writer, *, delayed: bool) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
+        async def upstream() -> None:
+            while data := await c_reader.read(65536):
+                if self._lose is not None and self._lose[0] in data and not cut:
+                    cut.append(self._lose[1])
+                    self._lose = None
+                await self._forward(data, u_writer)
+            u_writer.close()
 
-        async def deliver() -> None:
-            while (item := await queue.get()) is not None:
-                due, data = item
-                await asyncio.sleep(max(0.0, due - loop.time()))
-                await self._flowing.wait()
-                writer.write(data)
-                await writer.drain()
+        async def downstream() -> None:
+            while data := await u_reader.read(65536):
+                if cut:  # the server has acted: this is the reply to lose
+                    self.lost += 1
+                    if cut[0]:
+                        c_writer.transport.abort()  # RST: the client sees a reset
+                        u_writer.close()
+                        return
+                    await asyncio.Event().wait()  # held forever
+                await self._forward(data, c_writer)
+            c_writer.close()
 
-        sender = asyncio.ensure_future(deliver())
-        try:
-            while data := await reader.read(65536):
-                await queue.put((loop.time() + (self.reply_delay if delayed else 0.0), data))
-                # Stalled: hold this chunk and read nothing more.
-                await self._flowing.wait()
-            await queue.put(None)
-            await sender
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            sender.cancel()
-            writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await asyncio.gather(upstream(), downstream())
+        c_writer.close()
+        u_writer.close()
+
+    async def _forward(self, data: bytes, writer: asyncio.StreamWriter) -> None:
+        await self._flowing.wait()  # stalled: hold this chunk and read nothing more
+        writer.write(data)
+        await writer.drain()

@@ -9,7 +9,10 @@ in, and `authsvc check` (authsvc/store/check.py) finds nothing left to repair.""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
+
+import pytest
 
 from authsvc.app import create_app
 from authsvc.app_keys import STORE
@@ -17,9 +20,10 @@ from authsvc.normalize import email_lc, username_lc
 from authsvc.store import keys
 from authsvc.store.accounts import PENDING_TIMEOUT_MS
 from authsvc.store.check import check
+from authsvc.store.connection import lua_source
 
 from .conftest import make_settings
-from .helpers import error_of, login, new_user, user_with_token
+from .helpers import error_of, login, new_user, register, user_with_token
 from .redis_proc import RedisProcess, StoreProxy
 
 STORE_TIMEOUT = 0.5
@@ -134,5 +138,61 @@ async def test_a_stalled_network_to_the_store_is_503_within_the_bound_and_recove
         await assert_consistent(http.app[STORE], registered)
     finally:
         proxy.resume()
+        await http.close()
         await proxy.close()
         server.stop()
+
+
+def _sha(script: str) -> bytes:
+    return hashlib.sha1(lua_source(script).encode()).hexdigest().encode()
+
+
+# The registration's store steps (authsvc/store/accounts.py), each named by bytes only
+# its command carries.
+REGISTRATION_STEPS = {
+    "create_pending": lambda user: _sha("account_create_pending"),
+    "claim_username": lambda user: f"account:username:{username_lc(user['username'])}".encode(),
+    "claim_email": lambda user: f"account:email:{email_lc(user['email'])}".encode(),
+    "activate": lambda user: _sha("account_activate"),
+    "index": lambda user: keys.USERS_BY_CREATED.encode(),
+}
+
+
+@pytest.mark.parametrize("reset", [True, False], ids=["reset", "timeout"])
+@pytest.mark.parametrize("step", list(REGISTRATION_STEPS))
+async def test_a_registration_whose_reply_is_lost_at_any_step_is_all_or_nothing(
+    aiohttp_client, redis_server, store, step, reset
+):
+    """The store acts on a step, but the reply never comes back: the connection is reset
+    (redis-py retries once, so the step runs twice) or the reply is held until the
+    step's bound runs out. The client gets an answer within the bound, and the store
+    holds either the complete account or, once `check` has repaired the leftovers,
+    nothing: never a live account whose claims were released."""
+    proxy = await StoreProxy(redis_server.port).start()
+    try:
+        app = create_app(make_settings(keydb_url=proxy.url, store_timeout=STORE_TIMEOUT))
+        http = await aiohttp_client(app)
+        registered = [await register(http)]  # the scripts are loaded now
+        user = new_user("cut")
+        proxy.lose_reply(REGISTRATION_STEPS[step](user), reset=reset)
+        resp, took = await timed(http.post("/register", json=user), 10)
+        assert proxy.lost == 1
+        assert took < 2 * STORE_TIMEOUT + 0.5
+        body = await resp.json()
+        # A reset is retried on a new connection, so the registration goes through.
+        assert resp.status == (201 if reset else 503), body
+        if resp.status == 201:
+            registered.append(user | {"id": body["id"]})
+        else:
+            assert body["error"]["code"] == "store_unavailable"
+        await assert_consistent(store, registered)
+        # All or nothing: the user either has the account or can register it now.
+        again = await http.post("/register", json=user)
+        if again.status == 201:
+            assert resp.status != 201
+        else:
+            assert (await error_of(again))["code"] == "username_taken"
+            await login(http, user)
+    finally:
+        await http.close()  # the app flushes its audit buffer through the proxy
+        await proxy.close()

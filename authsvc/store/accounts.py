@@ -92,29 +92,36 @@ class AccountStore:
         flat = [x for kv in fields.items() for x in kv]
         if not await self._create_pending(keys=[akey], args=[" ".join(acc.roles), *flat]):
             return False
-        held: list[str] = []
+        claims: list[str] = []  # attempted: a claim's SET may land with its reply lost
         try:
             for field, claim in (
                 ("username", keys.username_claim(acc.username_lc)),
                 ("email", keys.email_claim(acc.email_lc)),
             ):
+                claims.append(claim)
                 await self._claim(claim, aid, field, now_ms=now_ms)
-                held.append(claim)
             if not await self._activate(keys=[akey]):
                 raise RegistrationAbandoned()
             await self.index(aid, acc.username_lc, acc.email_lc, acc.created_at_ms, acc.roles)
         except BaseException:
-            # Best effort, and bounded: after a timeout the step's own bound has run
-            # out, and an unbounded clean-up on a stalled connection would hang the
-            # request. If it fails too (store gone), the pending account and its
-            # claims are exactly the crash state described above.
-            with contextlib.suppress(TimeoutError, *OUTAGE_ERRORS):
-                async with asyncio.timeout(connection.COMMAND_TIMEOUT):
-                    for claim in held:
-                        await self._claim_release(keys=[claim], args=[aid])
-                    await self._delete_pending(keys=[akey])
+            await self._undo(akey, aid, claims)
             raise
         return True
+
+    async def _undo(self, akey: str, aid: str, claims: list[str]) -> None:
+        """Undo a failed registration, best effort and bounded (after a timeout the
+        step's own bound has run out; an unbounded clean-up on a stalled connection
+        would hang the request). The account goes first, and only while pending: if it
+        is live, its activation reached the store (only the reply was lost), the
+        registration happened, and it keeps its claims. Otherwise the claims are
+        released (compare-and-delete). What this cannot do (store gone) is the crash
+        state described above."""
+        with contextlib.suppress(TimeoutError, *OUTAGE_ERRORS):
+            async with asyncio.timeout(connection.COMMAND_TIMEOUT):
+                if not await self._delete_pending(keys=[akey]) and await self._r.exists(akey):
+                    return
+                for claim in claims:
+                    await self._claim_release(keys=[claim], args=[aid])
 
     async def _claim(self, key: str, aid: str, field: str, *, now_ms: int) -> None:
         for _ in range(5):
