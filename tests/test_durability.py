@@ -20,7 +20,7 @@ from authsvc.normalize import email_lc, username_lc
 from authsvc.store import keys
 from authsvc.store.accounts import PENDING_TIMEOUT_MS
 from authsvc.store.check import check
-from authsvc.store.connection import lua_source
+from authsvc.store.connection import create_client, lua_source
 
 from .conftest import make_settings
 from .helpers import error_of, login, new_user, register, user_with_token
@@ -62,6 +62,21 @@ async def timed(coro, bound: float):
     except TimeoutError:
         raise AssertionError(f"no answer within {bound} s") from None
     return resp, time.monotonic() - t0
+
+
+async def test_a_burst_wider_than_the_connection_pool_waits_for_connections(
+    aiohttp_client, redis_server, store
+):
+    """More concurrent requests than store connections: they queue for a connection
+    (within STORE_TIMEOUT) instead of failing at once with a 503 from a healthy store."""
+    client = create_client(redis_server.url, max_connections=3, socket_timeout=False)
+    try:
+        http = await aiohttp_client(create_app(make_settings(), client=client))
+        _, auth = await user_with_token(http)
+        answers = await asyncio.gather(*(http.get("/characters", headers=auth) for _ in range(40)))
+        assert [resp.status for resp in answers] == [200] * 40
+    finally:
+        await client.aclose()
 
 
 async def test_a_stalled_network_to_the_store_is_503_within_the_bound_and_recovers(

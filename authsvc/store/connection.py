@@ -94,9 +94,17 @@ def create_client(
     connection_class = {"rediss": _SslConnection, "unix": _UnixConnection}.get(
         scheme, _TcpConnection
     )
-    return redis.Redis.from_url(
-        url, connection_class=connection_class, retry_on_error=[rexc.ConnectionError], **options
+    # More concurrent steps than connections wait for a free one (within the step's
+    # bound) rather than failing at once: redis-py's default pool raises
+    # MaxConnectionsError, a 503 from a healthy store under a burst.
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        connection_class=connection_class,
+        retry_on_error=[rexc.ConnectionError],
+        timeout=timeout,
+        **options,
     )
+    return redis.Redis.from_pool(pool)
 
 
 COMMAND_TIMEOUT = 2.0  # seconds; create_app sets it from STORE_TIMEOUT
