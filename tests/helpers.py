@@ -1,6 +1,17 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+
+from .redis_proc import free_port
 
 _n = itertools.count()
 
@@ -70,3 +81,38 @@ ONE_ACCOUNT = [
     "rbac:members:user",
     "user:{*}:roles",
 ]
+
+
+@contextlib.asynccontextmanager
+async def serve(env: dict[str, str], log_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A real `authsvc serve` process on a free port (`env` over os.environ, output in
+    `log_path`); yields the process, with `.base` its URL, once /readyz answers 200."""
+    port = free_port()
+    argv = ["-m", "authsvc", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with log_path.open("w") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *argv, env={**os.environ, **env}, stdout=log, stderr=log
+        )
+    proc.base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        async with aiohttp.ClientSession() as http:
+            while True:
+                if proc.returncode is not None:
+                    output = await asyncio.to_thread(log_path.read_text)
+                    raise AssertionError(f"authsvc serve exited: {output[-3000:]}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(proc.base + "/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                assert time.monotonic() < deadline, "authsvc serve did not become ready"
+                await asyncio.sleep(0.1)
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import time
 
+import aiohttp
 import pytest
 
 from authsvc.app import create_app
@@ -22,8 +23,8 @@ from authsvc.store.accounts import PENDING_TIMEOUT_MS
 from authsvc.store.check import check
 from authsvc.store.connection import create_client, lua_source
 
-from .conftest import make_settings
-from .helpers import error_of, login, new_user, register, user_with_token
+from .conftest import SECRET, make_settings
+from .helpers import error_of, login, new_user, register, serve, user_with_token
 from .redis_proc import RedisProcess, StoreProxy
 
 STORE_TIMEOUT = 0.5
@@ -54,6 +55,15 @@ async def assert_consistent(client, registered: list[dict]) -> None:
         assert await client.get(keys.email_claim(email_lc(acc["email"]))) == aid, acc
 
 
+async def server_config(url: str) -> dict[str, str]:
+    client = create_client(url)
+    try:
+        conf = await client.config_get("append*")
+        return {k: conf[k] for k in ("appendonly", "appendfsync")}
+    finally:
+        await client.aclose()
+
+
 async def timed(coro, bound: float):
     """(response, seconds); a request still unanswered after `bound` fails the test."""
     t0 = time.monotonic()
@@ -62,6 +72,153 @@ async def timed(coro, bound: float):
     except TimeoutError:
         raise AssertionError(f"no answer within {bound} s") from None
     return resp, time.monotonic() - t0
+
+
+async def test_a_store_killed_mid_burst_loses_no_acknowledged_registration(tmp_path):
+    """A real `authsvc serve` on a redis-server with `appendonly yes`, `appendfsync
+    always`: 200 registrations (and 40 that collide with them) from 24 clients; the
+    store is killed with SIGKILL in the middle, requests answer 503 while it is down,
+    it is restarted from its data dir on its port, and the same service process goes
+    on registering. Every 201 survived the kill, complete; nothing is left to repair."""
+    server = RedisProcess(
+        tmp_path / "store", extra=["--appendonly", "yes", "--appendfsync", "always"]
+    ).start()
+    env = {
+        "API_JWT_SECRET": SECRET,
+        "KEYDB_URL": server.url,
+        "STORE_TIMEOUT": "1",
+        "BCRYPT_COST": "4",
+        "HASH_THREADS": "2",
+        "REGISTER_IP_LIMIT": "1000000",
+        "LOGIN_IP_MAX_FAILURES": "1000000",
+        "LOG_LEVEL": "WARNING",
+    }
+    bound = 2 * float(env["STORE_TIMEOUT"]) + 0.5  # one step, plus a bounded clean-up
+    queue: list[dict] = []
+    for i in range(200):
+        user = new_user("burst")
+        queue.append(user)
+        if i % 10 == 3:  # the same username (other case), another email
+            queue.append(new_user("dup") | {"username": user["username"].upper()})
+        if i % 10 == 7:  # the same email (other case), another username
+            queue.append(new_user("dup") | {"email": user["email"].upper()})
+    contested = {username_lc(u["username"]) for u in queue if u["username"].isupper()}
+    contested |= {email_lc(u["email"]) for u in queue if u["email"].isupper()}
+
+    def is_dup(user: dict) -> bool:  # one of a colliding pair (either may win the race)
+        return bool({username_lc(user["username"]), email_lc(user["email"])} & contested)
+
+    results: list[dict] = []  # per request: user, status, body, took, after (kill/restart)
+    killed = restarted = False
+    enough_ok, enough_down, stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    try:
+        conf = await server_config(server.url)
+        assert conf == {"appendonly": "yes", "appendfsync": "always"}
+        async with (
+            serve(env, tmp_path / "serve.log") as service,
+            aiohttp.ClientSession(service.base) as http,
+        ):
+
+            async def client() -> None:
+                while queue and not stop.is_set():
+                    user = queue.pop(0)
+                    after = "restart" if restarted else "kill" if killed else None
+                    resp, took = await timed(http.post("/register", json=user), 10)
+                    results.append(
+                        {
+                            "user": user,
+                            "status": resp.status,
+                            "body": await resp.json(),
+                            "retry_after": resp.headers.get("Retry-After"),
+                            "took": took,
+                            "after": after,
+                        }
+                    )
+                    if sum(r["status"] == 201 for r in results) >= 60:
+                        enough_ok.set()
+                    if sum(r["after"] == "kill" for r in results) >= 40:
+                        enough_down.set()
+
+            # Up, then killed in the middle of the burst.
+            clients = [asyncio.ensure_future(client()) for _ in range(24)]
+            await asyncio.wait_for(enough_ok.wait(), 30)
+            await asyncio.to_thread(server.kill)  # SIGKILL
+            killed = True
+            await asyncio.wait_for(enough_down.wait(), 30)
+            stop.set()
+            await asyncio.gather(*clients)
+
+            # Down: every store route answers 503 with the error body, in time.
+            owner = next(r["user"] for r in results if r["status"] == 201)
+            for method, path, body in (
+                ("POST", "/register", new_user()),
+                ("POST", "/login", {"username": owner["username"], "password": owner["password"]}),
+                ("GET", "/readyz", None),
+            ):
+                resp, took = await timed(http.request(method, path, json=body), 10)
+                assert resp.status == 503 and took < bound, (path, took)
+                assert (await error_of(resp))["code"] == "store_unavailable"
+                assert resp.headers["Retry-After"]
+
+            # Restarted from the same data dir on the same port; the service process is
+            # the same one, and goes on without a restart of its own.
+            await asyncio.to_thread(server.start)
+            restarted = True
+            stop.clear()
+            clients = [asyncio.ensure_future(client()) for _ in range(24)]
+            await asyncio.gather(*clients)
+            assert service.returncode is None  # the same process throughout
+            log = (tmp_path / "serve.log").read_text()
+
+            for r in results:
+                assert r["took"] < bound, r
+                assert r["status"] in (201, 409, 503), r
+                if r["status"] == 409:
+                    assert is_dup(r["user"]), r  # only colliding pairs
+                    assert r["body"]["error"]["code"] in ("username_taken", "email_taken")
+                if r["status"] == 503:
+                    assert r["body"]["error"]["code"] == "store_unavailable" and r["retry_after"]
+                    assert r["after"] != "restart", r  # recovered: no 503 after the restart
+                if r["after"] == "kill":
+                    assert r["status"] == 503, r
+            cut_off = [r for r in results if r["after"] is None and r["status"] == 503]
+            assert cut_off, "the kill must land while registrations are in flight"
+            assert sum(r["after"] == "restart" and r["status"] == 201 for r in results) > 50
+            # Of two registrations of one name, at most one got it.
+            for field, norm in (("username", username_lc), ("email", email_lc)):
+                winners = [norm(r["user"][field]) for r in results if r["status"] == 201]
+                assert len(winners) == len(set(winners)), field
+            assert "unhandled error" not in log, log[-5000:]
+
+            # Every 201 is in the store, complete, and can log in; check finds nothing
+            # left to repair once the cut-off registrations count as dead.
+            registered = [
+                r["user"] | {"id": r["body"]["id"]} for r in results if r["status"] == 201
+            ]
+            store = create_client(server.url)
+            try:
+                await assert_consistent(store, registered)
+            finally:
+                await store.aclose()
+
+            async def logs_in(user: dict) -> int:
+                body = {"username": user["username"], "password": user["password"]}
+                async with http.post("/login", json=body) as resp:
+                    return resp.status
+
+            statuses = await asyncio.gather(*(logs_in(u) for u in registered))
+            assert set(statuses) == {200}
+            # A registration cut off by the kill either happened completely or not at
+            # all: its user can register now, or has the account and logs in.
+            for r in cut_off:
+                async with http.post("/register", json=r["user"]) as resp:
+                    if resp.status != 201:
+                        assert (await error_of(resp))["code"] in ("username_taken", "email_taken")
+                        # Taken by its own completed registration, or by the other
+                        # one of a colliding pair.
+                        assert await logs_in(r["user"]) == 200 or is_dup(r["user"]), r
+    finally:
+        server.stop()
 
 
 async def test_a_burst_wider_than_the_connection_pool_waits_for_connections(
