@@ -68,6 +68,7 @@ class KeycloakVerifier:
         self._fetched_at = float("-inf")  # last successful fetch
         self._tried_at = float("-inf")  # last attempt, successful or not
         self._lock = asyncio.Lock()
+        self._attempts = 0  # fetches finished, successful or not
         self.fetches = 0  # JWKS documents fetched (for tests and metrics)
 
     # -- keys ----------------------------------------------------------------------------
@@ -79,37 +80,46 @@ class KeycloakVerifier:
             return json.loads(await resp.read())
 
     async def refresh(self) -> None:
-        """Fetch discovery and JWKS now (one at a time); keeps the old keys on failure."""
+        """Fetch discovery and JWKS now (one at a time); keeps the old keys on failure.
+        Callers that arrive while a fetch is in flight share its outcome: queueing a
+        fetch each would make them wait one OIDC_HTTP_TIMEOUT apiece when Keycloak
+        hangs."""
+        attempt = self._attempts
         async with self._lock:
-            started = self._clock()
-            if self._tried_at >= started - 0.001:
-                return  # someone else just fetched while we waited for the lock
-            self._tried_at = started
+            if self._attempts != attempt:
+                return  # a fetch ran while we waited for the lock
+            self._tried_at = self._clock()
             try:
-                conf = await self._get_json(f"{self.issuer}/.well-known/openid-configuration")
-                if conf.get("issuer", "").rstrip("/") != self.issuer:
-                    raise RuntimeError(f"discovery names issuer {conf.get('issuer')!r}")
-                published = conf.get("id_token_signing_alg_values_supported") or ["RS256"]
-                algorithms = tuple(a for a in published if a in ASYMMETRIC)
-                jwks = await self._get_json(conf["jwks_uri"])
-                self.fetches += 1
-                keys: dict[str, tuple[PyJWK, str | None]] = {}
-                for jwk in jwks.get("keys", []):
-                    if jwk.get("use", "sig") != "sig" or not jwk.get("kid"):
-                        continue
-                    if jwk.get("kty") not in ("RSA", "EC"):
-                        continue  # never an "oct" (symmetric) key
-                    try:
-                        keys[jwk["kid"]] = (PyJWK(jwk), jwk.get("alg"))
-                    except jwt.PyJWTError:
-                        log.warning("ignoring an unusable JWK kid=%s", jwk.get("kid"))
-            except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError, KeyError) as exc:
-                log.warning(
-                    "Keycloak keys not refreshed (%r); keeping %d cached keys", exc, len(self._keys)
-                )
-                return
-            self._keys, self._algorithms = keys, algorithms or ("RS256",)
-            self._fetched_at = self._clock()
+                await self._fetch()
+            finally:
+                self._attempts += 1
+
+    async def _fetch(self) -> None:
+        try:
+            conf = await self._get_json(f"{self.issuer}/.well-known/openid-configuration")
+            if conf.get("issuer", "").rstrip("/") != self.issuer:
+                raise RuntimeError(f"discovery names issuer {conf.get('issuer')!r}")
+            published = conf.get("id_token_signing_alg_values_supported") or ["RS256"]
+            algorithms = tuple(a for a in published if a in ASYMMETRIC)
+            jwks = await self._get_json(conf["jwks_uri"])
+            self.fetches += 1
+            keys: dict[str, tuple[PyJWK, str | None]] = {}
+            for jwk in jwks.get("keys", []):
+                if jwk.get("use", "sig") != "sig" or not jwk.get("kid"):
+                    continue
+                if jwk.get("kty") not in ("RSA", "EC"):
+                    continue  # never an "oct" (symmetric) key
+                try:
+                    keys[jwk["kid"]] = (PyJWK(jwk), jwk.get("alg"))
+                except jwt.PyJWTError:
+                    log.warning("ignoring an unusable JWK kid=%s", jwk.get("kid"))
+        except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError, KeyError) as exc:
+            log.warning(
+                "Keycloak keys not refreshed (%r); keeping %d cached keys", exc, len(self._keys)
+            )
+            return
+        self._keys, self._algorithms = keys, algorithms or ("RS256",)
+        self._fetched_at = self._clock()
 
     async def _key(self, kid: str) -> tuple[PyJWK, str | None]:
         now = self._clock()

@@ -3,6 +3,7 @@ like Keycloak, and signs RS256 tokens shaped like Keycloak's."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -23,6 +24,8 @@ class Issuer:
         self.jwks_hits = 0
         self.discovery_hits = 0
         self.down = False
+        self.jwks_hang = False  # JWKS requests are accepted and never answered...
+        self._unhang = asyncio.Event()  # ...until release()
         self.rotate()
 
     @property
@@ -34,6 +37,11 @@ class Issuer:
         kid = uuid.uuid4().hex[:12]
         self.keys.append((kid, rsa.generate_private_key(public_exponent=65537, key_size=2048)))
         return kid
+
+    def release(self) -> None:
+        """End a JWKS hang: held requests answer (to clients that may have given up)."""
+        self.jwks_hang = False
+        self._unhang.set()
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -55,6 +63,8 @@ class Issuer:
 
     async def _jwks(self, request: web.Request) -> web.Response:
         self.jwks_hits += 1
+        if self.jwks_hang:
+            await self._unhang.wait()
         if self.down:
             return web.Response(status=503)
         keys = []

@@ -1,6 +1,7 @@
 """Durability and faults (issue 6): a store killed with SIGKILL in the middle of a burst
 of registrations and restarted from its append-only file; the network to the store
-stalling and slowing down; a Keycloak whose JWKS endpoint hangs.
+stalling, or losing the reply to each registration step; a burst wider than the
+connection pool; a Keycloak whose JWKS endpoint hangs.
 
 Each test asserts what a client sees (status, error body, how long it waited) and what
 the store holds afterwards: every registration answered 201 is complete and can log
@@ -25,6 +26,7 @@ from authsvc.store.connection import create_client, lua_source
 
 from .conftest import SECRET, make_settings
 from .helpers import error_of, login, new_user, register, serve, user_with_token
+from .keycloak_issuer import CLIENT, Issuer
 from .redis_proc import RedisProcess, StoreProxy
 
 STORE_TIMEOUT = 0.5
@@ -368,3 +370,70 @@ async def test_a_registration_whose_reply_is_lost_at_any_step_is_all_or_nothing(
     finally:
         await http.close()  # the app flushes its audit buffer through the proxy
         await proxy.close()
+
+
+OIDC_HTTP_TIMEOUT = 0.5
+
+
+async def test_a_hanging_jwks_endpoint_costs_one_bounded_wait_and_cached_keys_still_verify(
+    aiohttp_server, make_client
+):
+    """Keycloak's JWKS endpoint accepts requests and never answers. Known keys keep
+    verifying fresh tokens; a token with an unknown kid is refused once the refetch
+    gives up (OIDC_HTTP_TIMEOUT), and concurrent requests share that one wait rather
+    than queueing a hanging fetch each."""
+    kc = Issuer()
+    kc.base = str((await aiohttp_server(kc.app())).make_url("")).rstrip("/")
+    http = await make_client(
+        keycloak_issuer=kc.issuer,
+        keycloak_client_id=CLIENT,
+        oidc_http_timeout=OIDC_HTTP_TIMEOUT,
+        jwks_cache_ttl=1,
+        jwks_min_refresh_interval=0,  # every unknown kid may refetch (a rotation)
+    )
+
+    async def me(token: str):
+        return await timed(
+            http.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}), 10
+        )
+
+    try:
+        resp, _ = await me(kc.token())
+        assert resp.status == 200 and kc.jwks_hits == 1  # the keys are cached now
+        kc.jwks_hang = True
+
+        # Within JWKS_CACHE_TTL a known kid needs no fetch: fresh tokens verify at once.
+        resp, took = await me(kc.token())
+        assert resp.status == 200 and took < 0.3 and kc.jwks_hits == 1
+
+        # An unknown kid refetches; the fetch hangs and gives up; the token is refused.
+        resp, took = await me(kc.token(kid="rotated-while-hung"))
+        assert resp.status == 401 and took < OIDC_HTTP_TIMEOUT + 0.4, took
+        assert 'error="invalid_token"' in resp.headers["WWW-Authenticate"]
+
+        # Twenty at once, half of them unknown kids, the other half fresh tokens of the
+        # known key: all answered within about one fetch timeout, not one each.
+        t0, hits = time.monotonic(), kc.jwks_hits
+        answers = await asyncio.gather(
+            *(me(kc.token(kid=f"unknown{i}") if i % 2 else kc.token()) for i in range(20))
+        )
+        elapsed = time.monotonic() - t0
+        assert [resp.status for resp, _ in answers] == [200, 401] * 10
+        assert elapsed < 2 * OIDC_HTTP_TIMEOUT + 0.5, elapsed
+        assert kc.jwks_hits - hits <= 2  # one shared fetch (two if one was just ending)
+
+        # The cache goes stale while the endpoint still hangs: its refresh gives up once,
+        # and the cached keys stay in use.
+        await asyncio.sleep(1.1)
+        t0 = time.monotonic()
+        answers = await asyncio.gather(*(me(kc.token()) for _ in range(10)))
+        assert [resp.status for resp, _ in answers] == [200] * 10
+        assert time.monotonic() - t0 < 2 * OIDC_HTTP_TIMEOUT + 0.5
+
+        # Keycloak answers again: a rotated key is picked up at the next unknown kid.
+        kc.release()
+        kc.rotate()
+        resp, took = await me(kc.token())
+        assert resp.status == 200, await resp.text()
+    finally:
+        kc.release()
