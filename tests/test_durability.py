@@ -47,8 +47,8 @@ async def assert_consistent(client, registered: list[dict]) -> None:
     await check(client, fix=True, now_ms=later)
     report = await check(client, fix=False, now_ms=later)
     assert report.problems == [] and report.scanned > 0
-    # And the other direction, which `check` does not walk: no live account lost a
-    # claim (it could not log in, and another account could take its name).
+    # And independently of `check`: no live account lost a claim (it could not log
+    # in, and another account could take its name).
     async for akey in client.scan_iter(match=keys.ACCOUNT_GLOB, count=500):
         acc = await client.hgetall(akey)
         assert acc.get("pending") != "1", akey  # check --fix removed the dead ones
@@ -221,6 +221,29 @@ async def test_a_store_killed_mid_burst_loses_no_acknowledged_registration(tmp_p
                         assert await logs_in(r["user"]) == 200 or is_dup(r["user"]), r
     finally:
         server.stop()
+
+
+async def test_check_finds_a_live_account_that_lost_its_claims(http, store):
+    """What the registration clean-up used to leave when an activation's reply was
+    lost: a live account without its claims. `check` reports it, re-takes a free
+    claim, and reports (cannot undo) one another account has taken meanwhile."""
+    victim = await register(http)
+    name_claim = keys.username_claim(username_lc(victim["username"]))
+    mail_claim = keys.email_claim(email_lc(victim["email"]))
+    await store.delete(name_claim)
+    await store.delete(mail_claim)
+    by_email = {"username": victim["email"], "password": victim["password"]}
+    assert (await http.post("/login", json=by_email)).status == 401
+    taker = await register(http, new_user() | {"username": victim["username"]})
+    now = int(time.time() * 1000)
+    report = await check(store, fix=True, now_ms=now)
+    assert sorted(report.problems) == [
+        f"account {victim['id']} does not hold its claim {mail_claim}",
+        f"account {victim['id']} lost its claim {name_claim} to account {taker['id']}",
+    ]
+    assert report.fixed == 1
+    assert (await http.post("/login", json=by_email)).status == 200
+    assert await store.get(name_claim) == str(taker["id"])  # never taken back
 
 
 async def test_a_burst_wider_than_the_connection_pool_waits_for_connections(

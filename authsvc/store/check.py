@@ -83,11 +83,13 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
                 if fix:
                     report.fixed += int(await abandon(keys=[key], args=[cutoff]))
             elif pending != "1" and created is not None:
+                aid = keys.account_id_of(key)
+                await _check_claimed(client, report, fix, aid, username or "", email or "")
                 await _check_listed(
                     client,
                     report,
                     fix,
-                    keys.account_id_of(key),
+                    aid,
                     int(created),
                     username or "",
                     email or "",
@@ -129,6 +131,28 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
                         keys.account_characters(aid), {cid: int(created)}, nx=True
                     )
     return report
+
+
+async def _check_claimed(
+    client: redis.Redis, report: Report, fix: bool, aid: str, username: str, email: str
+) -> None:
+    """A live account must hold its own username and email claims: without them it
+    cannot log in, and another registration can take its name. (A registration's
+    clean-up once released the claims of an account whose activation had landed.)
+    The repair re-takes a free claim (SET NX); one another account holds is reported."""
+    claims = (keys.username_claim(username_lc(username)), keys.email_claim(email_lc(email)))
+    pipe = client.pipeline(transaction=False)
+    for claim in claims:  # two slots: not MGET
+        pipe.get(claim)
+    for claim, holder in zip(claims, await pipe.execute(), strict=True):
+        if holder == aid:
+            continue
+        if holder is None:
+            report.add(f"account {aid} does not hold its claim {claim}")
+            if fix:
+                report.fixed += int(bool(await client.set(claim, aid, nx=True)))
+        else:
+            report.add(f"account {aid} lost its claim {claim} to account {holder}")
 
 
 async def _check_listed(
