@@ -32,6 +32,23 @@ from .redis_proc import RedisProcess, StoreProxy
 STORE_TIMEOUT = 0.5
 
 
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    """A single-node redis-server of this module's own, whatever store the rest of the
+    suite runs on (the fault proxies speak to one node)."""
+    server = RedisProcess(tmp_path_factory.mktemp("node")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def node_store(node):
+    client = create_client(node.url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
 async def assert_consistent(client, registered: list[dict]) -> None:
     """Every account answered 201 is live with both claims naming it; then `check`,
     run as if 61 s had passed (so any registration cut off mid-way counts as dead),
@@ -247,11 +264,11 @@ async def test_check_finds_a_live_account_that_lost_its_claims(http, store):
 
 
 async def test_a_burst_wider_than_the_connection_pool_waits_for_connections(
-    aiohttp_client, redis_server, store
+    aiohttp_client, node, node_store
 ):
     """More concurrent requests than store connections: they queue for a connection
     (within STORE_TIMEOUT) instead of failing at once with a 503 from a healthy store."""
-    client = create_client(redis_server.url, max_connections=3, socket_timeout=False)
+    client = create_client(node.url, max_connections=3, socket_timeout=False)
     try:
         http = await aiohttp_client(create_app(make_settings(), client=client))
         _, auth = await user_with_token(http)
@@ -358,14 +375,14 @@ REGISTRATION_STEPS = {
 @pytest.mark.parametrize("reset", [True, False], ids=["reset", "timeout"])
 @pytest.mark.parametrize("step", list(REGISTRATION_STEPS))
 async def test_a_registration_whose_reply_is_lost_at_any_step_is_all_or_nothing(
-    aiohttp_client, redis_server, store, step, reset
+    aiohttp_client, node, node_store, step, reset
 ):
     """The store acts on a step, but the reply never comes back: the connection is reset
     (redis-py retries once, so the step runs twice) or the reply is held until the
     step's bound runs out. The client gets an answer within the bound, and the store
     holds either the complete account or, once `check` has repaired the leftovers,
     nothing: never a live account whose claims were released."""
-    proxy = await StoreProxy(redis_server.port).start()
+    proxy = await StoreProxy(node.port).start()
     try:
         app = create_app(make_settings(keydb_url=proxy.url, store_timeout=STORE_TIMEOUT))
         http = await aiohttp_client(app)
@@ -382,7 +399,7 @@ async def test_a_registration_whose_reply_is_lost_at_any_step_is_all_or_nothing(
             registered.append(user | {"id": body["id"]})
         else:
             assert body["error"]["code"] == "store_unavailable"
-        await assert_consistent(store, registered)
+        await assert_consistent(node_store, registered)
         # All or nothing: the user either has the account or can register it now.
         again = await http.post("/register", json=user)
         if again.status == 201:
