@@ -110,12 +110,16 @@ async def _supervise(settings: Settings, port: int) -> int:
 
 async def _watch(workers: list[asyncio.subprocess.Process], signals: asyncio.Queue) -> bool:
     """Wait for the workers to exit; True when all were stopped on request and cleanly."""
+    loop = asyncio.get_running_loop()
     exits = {asyncio.ensure_future(w.wait()): w for w in workers}
     next_signal = asyncio.ensure_future(signals.get())
-    stopping = False
+    deadline: float | None = None  # set when stopping: then they have SHUTDOWN_GRACE_S
     clean = True
 
-    def send(sig: int) -> None:
+    def stop(sig: int) -> None:
+        nonlocal deadline
+        if deadline is None:
+            deadline = loop.time() + SHUTDOWN_GRACE_S
         for w in exits.values():
             if w.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -123,40 +127,37 @@ async def _watch(workers: list[asyncio.subprocess.Process], signals: asyncio.Que
 
     try:
         while exits:
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
             done, _ = await asyncio.wait(
-                {*exits, next_signal},
-                timeout=SHUTDOWN_GRACE_S if stopping else None,
-                return_when=asyncio.FIRST_COMPLETED,
+                {*exits, next_signal}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
-            if not done:  # stopping, and some worker is still not done
+            if not done:
                 log.error(
                     "workers still running %.0f s after SIGTERM: killing them", SHUTDOWN_GRACE_S
                 )
-                send(signal.SIGKILL)
                 clean = False
+                stop(signal.SIGKILL)
+                deadline = loop.time() + SHUTDOWN_GRACE_S  # SIGKILL cannot be ignored
                 continue
-            signalled, next_signal = next_signal, next_signal
-            if signalled in done:
-                sig = signalled.result()
+            if next_signal in done:
+                name = signal.Signals(next_signal.result()).name
                 next_signal = asyncio.ensure_future(signals.get())
-                if not stopping:
-                    log.info("%s: stopping the workers gracefully", signal.Signals(sig).name)
-                    stopping = True
-                    send(signal.SIGTERM)
+                if deadline is None:
+                    log.info("%s: stopping the workers gracefully", name)
+                    stop(signal.SIGTERM)
                 else:
-                    log.warning("%s again: killing the workers", signal.Signals(sig).name)
+                    log.warning("%s again: killing the workers", name)
                     clean = False
-                    send(signal.SIGKILL)
-            for finished in done - {signalled}:
+                    stop(signal.SIGKILL)
+            for finished in done & exits.keys():
                 worker = exits.pop(finished)
                 status = worker.returncode
-                if not stopping:
+                if deadline is None:
                     log.error(
                         "worker %d exited with status %s: stopping the others", worker.pid, status
                     )
                     clean = False
-                    stopping = True
-                    send(signal.SIGTERM)
+                    stop(signal.SIGTERM)
                 elif status not in (0, -signal.SIGTERM):  # -SIGTERM: stopped while starting
                     log.error("worker %d exited with status %s while stopping", worker.pid, status)
                     clean = False
