@@ -27,14 +27,28 @@ def _logging(level: str, fmt: str = "json") -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from . import workers
+
+    overrides = {
+        k: v
+        for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
+        if v is not None
+    }
+    settings = _settings(**overrides)  # a bad setting: one line, before any worker starts
+    _logging(settings.log_level, settings.log_format)
+    if args.worker_of is not None:
+        return workers.run_worker(settings, supervisor=args.worker_of)
+    logging.getLogger("authsvc").info("starting with settings %s", settings.masked())
+    if settings.workers > 1:
+        try:
+            return workers.supervise(settings)
+        except workers.PortInUse as exc:
+            print(f"authsvc: {exc}", file=sys.stderr)
+            return 1
     from aiohttp import web
 
     from .app import create_app
 
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    settings = _settings(**overrides)
-    _logging(settings.log_level, settings.log_format)
-    logging.getLogger("authsvc").info("starting with settings %s", settings.masked())
     web.run_app(
         create_app(settings),
         host=settings.host,
@@ -154,12 +168,36 @@ def cmd_permissions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="authsvc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="run the HTTP service")
+    p = sub.add_parser(
+        "serve",
+        help="run the HTTP service",
+        description="Run the HTTP service. With --workers N > 1, N worker processes "
+        "serve the same host and port (SO_REUSEPORT) under a supervisor that forwards "
+        "SIGTERM/SIGINT to them for a graceful stop (in-flight requests finish; a "
+        "second signal kills them). If a worker dies unexpectedly, the supervisor stops "
+        "the others and exits with status 1, for the process manager to restart the "
+        "service; it does not restart workers itself.",
+    )
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="processes sharing the port (default: WORKERS, else the number of usable "
+        "cores); 1 runs the service in this process, as before",
+    )
+    p.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # the supervisor's pid
     p.set_defaults(fn=cmd_serve)
     p = sub.add_parser("store", help="run keydb-server/redis-server with keydb.conf")
     p.add_argument("--config", default="keydb.conf")

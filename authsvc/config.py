@@ -12,6 +12,15 @@ DEFAULT_KEYDB_URL = "redis://127.0.0.1:5556/0"
 MIN_SECRET_BYTES = 32
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, so `taskset` and cpusets
+    count), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class ConfigError(Exception):
     """A setting is missing or invalid; the message is one line naming it."""
 
@@ -31,6 +40,8 @@ class Settings:
     data_dir: str = "./data"
     host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces by default
     port: int = 8080
+    # `serve` processes sharing the port with SO_REUSEPORT (also `serve --workers`)
+    workers: int = field(default_factory=usable_cores)
     bcrypt_cost: int = 12
     hash_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
     max_characters_per_account: int = 20
@@ -109,6 +120,7 @@ class Settings:
         _check_range("ACCESS_TOKEN_TTL", self.access_token_ttl, 30, 7 * 86400)
         _check_range("JWT_LEEWAY", self.jwt_leeway, 0, 300)
         _check_range("PORT", self.port, 0, 65535)
+        _check_range("WORKERS", self.workers, 1, 256)
         _check_range("HASH_THREADS", self.hash_threads, 1, 256)
         _check_range("MAX_CHARACTERS_PER_ACCOUNT", self.max_characters_per_account, 1, 10_000)
         _check_range("MAX_BODY_BYTES", self.max_body_bytes, 1024, 16 * 1024 * 1024)
