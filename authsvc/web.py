@@ -162,7 +162,11 @@ async def read_json(request: web.Request) -> dict[str, Any]:
             "the body must be JSON (Content-Type: application/json)",
             code=Code.UNSUPPORTED_MEDIA_TYPE,
         )
-    raw = await request.read()  # raises 413 past client_max_size
+    try:
+        raw = await request.read()  # raises 413 past client_max_size
+    except ConnectionResetError:
+        # The client hung up mid-body: nobody is left to answer, and it is not our fault.
+        raise web.HTTPBadRequest(reason="client disconnected") from None
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError):
