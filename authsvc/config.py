@@ -189,7 +189,7 @@ class Settings:
                 "KEYDB_URL must start with redis://, rediss://, unix:// or (a Redis "
                 "Cluster) redis+cluster:// or rediss+cluster://"
             )
-        if self.keydb_cluster and not (self.keydb_url or "").startswith(("redis", "rediss")):
+        if self.keydb_cluster and not (self.keydb_url or "").startswith("redis"):
             raise ConfigError("KEYDB_CLUSTER=true needs KEYDB_URL=redis://<any node>")
         if not self.jwt_issuer or not self.jwt_audience:
             raise ConfigError("JWT_ISSUER and JWT_AUDIENCE must not be empty")

@@ -3,12 +3,12 @@ service answers (schemathesis against a real `authsvc serve` on a real redis-ser
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,7 +19,8 @@ from authsvc.app import ROUTES, openapi_document
 from authsvc.web import path_variables
 
 from .conftest import SECRET
-from .redis_proc import RedisProcess, free_port
+from .helpers import serve
+from .redis_proc import RedisProcess
 
 CLI = (sys.executable, "-m", "authsvc")
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
@@ -111,18 +112,6 @@ def _request(base: str, method: str, path: str, body: dict | None = None, token:
         return json.loads(resp.read() or b"null")
 
 
-def _wait_ready(base: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "authsvc serve exited during startup"
-        try:
-            _request(base, "GET", "/readyz")
-            return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
-    raise AssertionError("authsvc serve did not become ready")
-
-
 def _schemathesis(base: str, token: str, *selection: str, examples: int) -> None:
     argv = [
         str(SCHEMATHESIS if SCHEMATHESIS.exists() else shutil.which("schemathesis")),
@@ -150,11 +139,9 @@ def _schemathesis(base: str, token: str, *selection: str, examples: int) -> None
 
 
 @pytest.fixture
-def running_service(tmp_path):
+async def running_service(tmp_path):
     store = RedisProcess(tmp_path / "store").start()
-    port = free_port()
     env = {
-        **os.environ,
         "API_JWT_SECRET": SECRET,
         "KEYDB_URL": store.url,
         "BCRYPT_COST": "4",
@@ -164,37 +151,31 @@ def running_service(tmp_path):
         "APIKEY_RATE_LIMIT": "1000000",
         "LOG_LEVEL": "WARNING",
     }
-    admin = subprocess.run(
+    admin = await asyncio.to_thread(
+        subprocess.run,
         [*CLI, "create-admin", "--username", ADMIN["username"], "--email", ADMIN["email"]],
         input=ADMIN["password"] + "\n",
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, **env},
         timeout=60,
     )
     assert admin.returncode == 0, admin.stderr
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "authsvc", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "serve.log"
     try:
-        _wait_ready(base, proc)
-        yield base
+        async with serve(env, log_path) as proc:
+            yield proc.base
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
         store.stop()
-        output = (tmp_path / "serve.log").read_text()
-        assert "Traceback" not in output, output[-5000:]
+    output = log_path.read_text()
+    assert "Traceback" not in output, output[-5000:]
 
 
-def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(running_service):
-    base = running_service
+async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(running_service):
+    await asyncio.to_thread(_fuzz, running_service)
+
+
+def _fuzz(base: str) -> None:
     admin_token = _login(base, ADMIN)
     _schemathesis(base, admin_token, *_selection("--exclude-operation-id"), examples=25)
     _request(base, "POST", "/register", USER)
