@@ -104,17 +104,26 @@ class Audit:
     ) -> None:
         if previous is not None:
             await asyncio.wait([previous])
-        minid = str(int(self._clock() * 1000) - self._retention_ms)
+        minid_ms = int(self._clock() * 1000) - self._retention_ms
         try:
             async with asyncio.timeout(5):
                 pipe = self._r.pipeline(transaction=False)
-                for fields, personal in batch:
+                for fields, _ in batch:
                     # Exact MINID: an event past retention is gone, not "mostly gone".
-                    pipe.xadd(keys.AUDIT_STREAM, fields, minid=minid, approximate=False)
+                    pipe.xadd(keys.AUDIT_STREAM, fields, minid=str(minid_ms), approximate=False)
+                ids = await pipe.execute()
+                # The owners' indexes name the entries the stream gave ids to: a second
+                # round trip, off the request path. (One script cannot do both: the
+                # stream and a user's index live in different cluster slots.)
+                pipe = self._r.pipeline(transaction=False)
+                for (fields, personal), entry_id in zip(batch, ids, strict=True):
                     owners = {fields.get("user_id"), fields.get("target_user")} - {None}
                     for uid in owners if personal else ():
-                        pipe.xadd(keys.user_activity(uid), fields, minid=minid, approximate=False)
-                await pipe.execute()
+                        index = keys.user_activity(uid)
+                        pipe.zadd(index, {activity_member(entry_id): 0})
+                        pipe.zremrangebylex(index, "-", f"({minid_ms:013d}")
+                if len(pipe):
+                    await pipe.execute()
         except (*OUTAGE_ERRORS, redis.RedisError, TimeoutError):
             log.warning(
                 "audit write of %d events failed (actions: %s)",
@@ -122,6 +131,31 @@ class Audit:
                 ",".join(sorted({f["action"] for f, _ in batch})),
                 exc_info=True,
             )
+
+
+def activity_member(entry_id: str) -> str:
+    """A stream id as a member of a user's activity index: zero-padded, so the index's
+    lex order is the stream's order ("…980-10" sorts after "…980-9")."""
+    ms, _, seq = entry_id.partition("-")
+    return f"{int(ms):013d}-{int(seq or 0):06d}"
+
+
+def _entry_id(member: str) -> str:
+    ms, _, seq = member.partition("-")
+    return f"{int(ms)}-{int(seq)}"
+
+
+def _lex_bound(stream_bound: str, *, upper: bool = False) -> str:
+    """An XRANGE bound ("+", "-", "<ms>", "<ms>-<seq>", "(<id>") as a ZRANGEBYLEX bound
+    on activity members."""
+    if stream_bound in ("+", "-"):
+        return stream_bound
+    if "-" in stream_bound:
+        exclusive = stream_bound.startswith("(")
+        return ("(" if exclusive else "[") + activity_member(stream_bound.lstrip("("))
+    # A bare time: every entry of that millisecond is in range, at either end.
+    ms = int(stream_bound.lstrip("("))
+    return f"({ms + 1:013d}" if upper else f"[{ms:013d}"
 
 
 def _event(entry_id: str, fields: dict[str, str]) -> dict:
@@ -148,29 +182,58 @@ class AuditReader:
         cursor: str | None = None,
         limit: int = 50,
     ) -> dict:
-        """Newest first. With user_id, that user's own stream; a cursor is the id of the
-        last entry returned. Filtering by action scans at most SCAN_MAX entries per
-        page, so a sparse action may answer fewer items with a next_cursor."""
-        stream = keys.user_activity(user_id) if user_id else keys.AUDIT_STREAM
+        """Newest first; a cursor is the id of the last entry returned. With user_id,
+        the entries that user's index names; otherwise the whole stream. Filtering by
+        action scans at most SCAN_MAX entries per page, so a sparse action may answer
+        fewer items with a next_cursor."""
+        read = self._user_chunk if user_id else self._stream_chunk
         high = f"({cursor}" if cursor else (str(until_ms) if until_ms is not None else "+")
         low = str(since_ms) if since_ms is not None else "-"
+        # Without a filter, one entry past the page tells whether there is a next page.
+        count = self.SCAN_CHUNK if action else limit + 1
         items: list[dict] = []
         scanned = 0
-        last = None
-        while len(items) < limit and scanned < self.SCAN_MAX:
-            chunk = await self._r.xrevrange(stream, high, low, count=self.SCAN_CHUNK)
+        last: str | None = None
+        more = False
+        while len(items) < limit and scanned < self.SCAN_MAX and high is not None:
+            chunk, high = await read(user_id, high, low, count)
             for entry_id, fields in chunk:
+                if len(items) == limit:
+                    more = True
+                    break
                 scanned += 1
                 last = entry_id
                 if action is None or fields.get("action") == action:
                     items.append(_event(entry_id, fields))
-                    if len(items) == limit:
-                        break
-            if len(chunk) < self.SCAN_CHUNK:
-                break
-            high = f"({last}"
-        more = last is not None and bool(await self._r.xrevrange(stream, f"({last}", low, count=1))
+        if not more and last is not None and high is not None:
+            more = bool((await read(user_id, f"({last}", low, 1))[0])
         return {"items": items, "next_cursor": last if more else None}
+
+    async def _stream_chunk(
+        self, _user_id: str | None, high: str, low: str, count: int
+    ) -> tuple[list, str | None]:
+        """Up to `count` entries of the whole trail, newest first, and the bound to read
+        on from (None at the end)."""
+        chunk = await self._r.xrevrange(keys.AUDIT_STREAM, high, low, count=count)
+        return chunk, f"({chunk[-1][0]}" if len(chunk) == count else None
+
+    async def _user_chunk(
+        self, user_id: str, high: str, low: str, count: int
+    ) -> tuple[list, str | None]:
+        """The same over the entries a user's index names: ids from the index, then the
+        entries from the stream in one pipeline."""
+        members = await self._r.zrevrangebylex(
+            keys.user_activity(user_id), _lex_bound(high, upper=True), _lex_bound(low), 0, count
+        )
+        ids = [_entry_id(m) for m in members]
+        pipe = self._r.pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.xrange(keys.AUDIT_STREAM, entry_id, entry_id)
+        found = await pipe.execute() if ids else []
+        # An entry the stream has trimmed already is skipped; the owner's next event
+        # trims its index entry.
+        entries = [e[0] for e in found if e]
+        return entries, f"({ids[-1]}" if len(ids) == count else None
 
     async def stats(self, *, since_ms: int, until_ms: int) -> dict:
         counts: dict[str, int] = {}

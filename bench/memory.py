@@ -63,7 +63,7 @@ def families() -> list[tuple[str, re.Pattern]]:
         ("account:{id}:reset (TTL 1 h)", keys.password_reset(_ID)),
         ("account:{id}:known_ips", keys.known_ips(_ID)),
         ("user:{id}:roles", keys.user_roles(_ID)),
-        ("user:{id}:activity (stream)", keys.user_activity(_ID)),
+        ("user:{id}:activity (ids of audit:events)", keys.user_activity(_ID)),
         ("user:{id}:apikeys", keys.user_api_keys(_ID)),
         ("user:{id}:profile", keys.profile(_ID)),
         ("user:{id}:preferences", keys.preferences(_ID)),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from authsvc.app_keys import SERVICES
-from authsvc.audit import Audit
+from authsvc.audit import Audit, AuditReader, activity_member
 from authsvc.docs import permission_table
 from authsvc.verify import InvalidToken, verify_token
 
@@ -566,13 +566,49 @@ async def test_audit_retention_trims_old_events(store):
     # Events from 100 days ago (stream ids are times in ms), then one new event.
     old_ms = int((time.time() - 100 * 86400) * 1000)
     for i in range(300):
-        await store.xadd("audit:events", {"action": "login_failure"}, id=f"{old_ms + i}-0")
-        await store.xadd("user:{7}:activity", {"action": "login_failure"}, id=f"{old_ms + i}-0")
+        entry = await store.xadd("audit:events", {"action": "login_failure"}, id=f"{old_ms + i}-0")
+        await store.zadd("user:{7}:activity", {activity_member(entry): 0})
     audit = Audit(store, retention_days=90)
     await audit.record("login_success", user_id=7)
     await audit.flush()
     assert [e["action"] for _, e in await store.xrange("audit:events")] == ["login_success"]
-    assert [e["action"] for _, e in await store.xrange("user:{7}:activity")] == ["login_success"]
+    ((new_id, _),) = await store.xrange("audit:events")
+    assert await store.zrange("user:{7}:activity", 0, -1) == [activity_member(new_id)]
+    page = await AuditReader(store).page(user_id="7")
+    assert [e["action"] for e in page["items"]] == ["login_success"]
+
+
+async def test_user_activity_is_a_small_index_over_the_trail(store):
+    """A user's activity is an index of stream ids (a listpack zset, a few dozen bytes a
+    event), read back in stream order, with exact cursors across many events of one
+    millisecond and time bounds."""
+    audit = Audit(store)
+    for i in range(12):  # a burst: several share a millisecond, some other users'
+        await audit.record("login_failure", user_id=7, attempt=i)
+        await audit.record("login_failure", user_id=8, attempt=i)
+    await audit.flush()
+    assert await store.object("encoding", "user:{7}:activity") == "listpack"
+    assert await store.memory_usage("user:{7}:activity", samples=0) < 600
+    reader = AuditReader(store)
+    seen, cursor = [], None
+    while True:
+        page = await reader.page(user_id="7", cursor=cursor, limit=5)
+        seen += [int(e["attempt"]) for e in page["items"]]
+        assert all(e["user_id"] == "7" for e in page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == list(range(11, -1, -1))  # newest first, each once
+    failures = await reader.page(user_id="7", action="login_failure", limit=3)
+    assert [int(e["attempt"]) for e in failures["items"]] == [11, 10, 9]
+    assert failures["next_cursor"] == failures["items"][-1]["id"]
+    # Time bounds are on the stream ids, which are the store's clock.
+    ((newest, _),) = await store.xrevrange("audit:events", count=1)
+    newest_ms = int(newest.split("-")[0])
+    after = await reader.page(user_id="7", since_ms=newest_ms + 1)
+    assert after == {"items": [], "next_cursor": None}
+    until = await reader.page(user_id="7", until_ms=newest_ms, limit=50)
+    assert len(until["items"]) == 12
 
 
 def test_readme_permission_table_is_generated_from_the_code():

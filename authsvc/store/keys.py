@@ -129,8 +129,10 @@ def user_record(user_id: int | str) -> str:
 
 
 def user_activity(user_id: int | str) -> str:
-    """stream: the audit events about one user (a copy of theirs from audit:events), for
-    GET /users/me/activity without scanning the global stream; trimmed like it."""
+    """zset (lex, scores 0): the ids of the `audit:events` entries about one user, as
+    zero-padded "<ms:013d>-<seq:06d>", for GET /users/me/activity without scanning the
+    trail; trimmed to the same retention. Not a stream of its own: Redis preallocates 4 KB
+    for a stream's first node, which made this key most of an account's memory."""
     return f"user:{{{user_id}}}:activity"
 
 
