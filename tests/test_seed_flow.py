@@ -147,3 +147,18 @@ async def test_characters_are_stored_in_the_documented_keys(http, store):
     assert await store.zrange(f"account:{{{aid}}}:characters", 0, -1) == [str(cid)]
     char = await store.hgetall(f"character:{{{aid}}}:{cid}")
     assert char["account_id"] == str(aid) and char["race"] == "4000000000"
+
+
+async def test_characters_list_in_creation_order_within_one_millisecond(make_client):
+    # A frozen clock: every character is created in the same millisecond, so only the
+    # index's tie-break keeps the order (the random ids would scramble it).
+    http = await make_client(clock=lambda: 1_800_000_000.0)
+    _, auth = await user_with_token(http)
+    made = []
+    for name in ("A", "B", "C", "D", "E"):
+        resp = await http.post("/characters", json=HERO | {"name": name}, headers=auth)
+        assert resp.status == 200  # the seed API answers 200 to a create
+        made.append((await resp.json())["id"])
+    listed = (await (await http.get("/characters", headers=auth)).json())["characters"]
+    assert [c["id"] for c in listed] == made
+    assert {c["created_at"] for c in listed} == {"2027-01-15T08:00:00.000Z"}
