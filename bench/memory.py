@@ -59,8 +59,6 @@ def families() -> list[tuple[str, re.Pattern]]:
         ("account:{id}:characters", keys.account_characters(_ID)),
         ("character:{id}:<cid>", keys.character(_ID, _PART)),
         ("account:{id}:sessions", keys.account_sessions(_ID)),
-        ("account:{id}:verify (TTL 24 h)", keys.email_verification(_ID)),
-        ("account:{id}:reset (TTL 1 h)", keys.password_reset(_ID)),
         ("account:{id}:known_ips", keys.known_ips(_ID)),
         ("user:{id}:roles", keys.user_roles(_ID)),
         ("user:{id}:activity (ids of audit:events)", keys.user_activity(_ID)),

@@ -74,7 +74,6 @@ ONE_ACCOUNT = [
     "account:email:*",
     "account:username:*",
     "account:{*}",
-    "account:{*}:verify",
     "idx:users:created",
     "idx:users:email",
     "idx:users:username",

@@ -73,12 +73,37 @@ async def test_registration_mails_a_single_use_verification_link(http, store):
     assert resp.status == 400 and (await error_of(resp))["code"] == "invalid_or_expired_token"
     for bad in ("nope", f"{user['id']}." + "A" * 43):
         assert (await http.post("/api/v1/auth/verify-email", json={"token": bad})).status == 400
-    assert await store.exists(f"account:{{{user['id']}}}:verify") == 0  # spent
+    assert await store.hget(f"account:{{{user['id']}}}", "verify_link") is None  # spent
 
 
-async def test_verification_key_has_its_ttl(http, store):
+async def test_links_expire_and_keep_the_account_hash_compact(make_client, store):
+    """A pending link is a short field of the account (its expiry and the token's
+    digest, never the token), so the hash stays listpack-encoded; past its expiry the
+    link is refused, for verification and for reset alike."""
+    now = [1_800_000_000.0]
+    http = await make_client(clock=lambda: now[0])
     user = await register(http)
-    assert 23 * 3600 < await store.ttl(f"account:{{{user['id']}}}:verify") <= 24 * 3600
+    account = f"account:{{{user['id']}}}"
+    token = await _token_for(http, user["email"])
+    stored = await store.hget(account, "verify_link")
+    expires_ms, digest = stored.split(".")
+    assert int(expires_ms) == (now[0] + 24 * 3600) * 1000 and len(digest) == 43
+    assert token.split(".")[1] not in stored
+    assert await store.object("encoding", account) == "listpack"
+
+    email = {"email": user["email"]}
+    assert (await http.post("/api/v1/auth/forgot-password", json=email)).status == 202
+    reset = TOKEN_RE.search(_outbox(http).messages[-1].body).group(1)
+    assert int((await store.hget(account, "reset_link")).split(".")[0]) == (now[0] + 3600) * 1000
+
+    now[0] += 3600 + 1  # the reset link is past its hour; the verification link is not
+    body = {"token": reset, "new_password": "a brand new secret"}
+    resp = await http.post("/api/v1/auth/reset-password", json=body)
+    assert resp.status == 400 and (await error_of(resp))["code"] == "invalid_or_expired_token"
+    now[0] += 23 * 3600  # and now neither is valid
+    resp = await http.post("/api/v1/auth/verify-email", json={"token": token})
+    assert resp.status == 400
+    assert (await store.hget(account, "email_verified")) == "0"
 
 
 async def test_require_verified_email(make_client):

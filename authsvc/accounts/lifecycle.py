@@ -8,6 +8,7 @@ account has it."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import secrets
@@ -28,11 +29,17 @@ from .service import AccountService
 _LINK_RE = re.compile(r"^([1-9][0-9]{0,15})\.([A-Za-z0-9_-]{43})\Z")
 
 
+def _digest(token: str) -> str:
+    """What the store keeps of a link token: its SHA-256, base64url (43 characters, so
+    the account field stays short), never the token."""
+    return base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()).decode()[:43]
+
+
 def _parse_link(token: str) -> tuple[str, str]:
     m = _LINK_RE.match(token)
     if m is None:
         raise _bad_link()
-    return m.group(1), hashlib.sha256(token.encode()).hexdigest()
+    return m.group(1), _digest(token)
 
 
 def _bad_link() -> DomainError:
@@ -90,11 +97,11 @@ class LifecycleService:
 
     async def send_verification(self, account_id: str | int, email: str) -> None:
         token = f"{account_id}.{secrets.token_urlsafe(32)}"
-        await self._store.put_link_token(
-            keys.email_verification(account_id),
-            hashlib.sha256(token.encode()).hexdigest(),
-            ttl_ms=self._verification_ttl * 1000,
-        )
+        expires_ms = to_ms(self._clock()) + self._verification_ttl * 1000
+        if not await self._store.put_link(
+            str(account_id), keys.VERIFY_LINK, _digest(token), expires_ms=expires_ms
+        ):
+            return  # deleted meanwhile: no mail for an account that is gone
         hours = self._verification_ttl // 3600
         self.mail.send(
             Message(
@@ -142,11 +149,11 @@ class LifecycleService:
         if not await self._under_account_limit("reset", acc["id"]):
             return
         token = f"{acc['id']}.{secrets.token_urlsafe(32)}"
-        await self._store.put_link_token(
-            keys.password_reset(acc["id"]),
-            hashlib.sha256(token.encode()).hexdigest(),
-            ttl_ms=self._reset_ttl * 1000,
-        )
+        expires_ms = to_ms(self._clock()) + self._reset_ttl * 1000
+        if not await self._store.put_link(
+            acc["id"], keys.RESET_LINK, _digest(token), expires_ms=expires_ms
+        ):
+            return
         await self._audit.record(
             "password_reset_requested", user_id=acc["id"], username=acc["username"], ip=ip
         )
@@ -170,7 +177,7 @@ class LifecycleService:
         account_id, digest = _parse_link(token)
         new_hash = await self._hasher.hash(new_password)
         revoked = await self._sessions.set_password(
-            account_id, new_hash, now_ms=to_ms(self._clock()), reset_token_hash=digest
+            account_id, new_hash, now_ms=to_ms(self._clock()), reset_digest=digest
         )
         if revoked is None:
             raise _bad_link()

@@ -68,7 +68,7 @@ class AccountStore:
         self._hset_if_exists = s(lua_source("hset_if_exists"))
         self._me = s(guarded_lua_source("account_me"))
         self._live_check = s(guarded_lua_source("principal_live"))
-        self._verify_email = s(lua_source("email_verify"))
+        self._verify_email = s(lua_source("email_verify", "_link"))
         self._delete = s(lua_source("account_delete", "_sessions"))
         self._set_identity = s(lua_source("account_set_identity"))
 
@@ -183,22 +183,20 @@ class AccountStore:
         return bool(await self._hset_if_exists(keys=[keys.account(account_id)], args=flat))
 
     @store_call
-    async def put_link_token(self, key: str, token_hash: str, *, ttl_ms: int) -> None:
-        """Store a single-use link token's hash (verification or reset), replacing any
-        earlier one: only the newest link works."""
-        pipe = self._r.pipeline(transaction=True)
-        pipe.delete(key)
-        pipe.hset(key, "hash", token_hash)
-        pipe.pexpire(key, ttl_ms)
-        await pipe.execute()
+    async def put_link(self, account_id: str, field: str, digest: str, *, expires_ms: int) -> bool:
+        """Store a single-use link's digest (keys.VERIFY_LINK or keys.RESET_LINK) in the
+        account, replacing any earlier one: only the newest link works. False when the
+        account is gone (it is not recreated as a stub)."""
+        return bool(
+            await self._hset_if_exists(
+                keys=[keys.account(account_id)], args=[field, f"{expires_ms}.{digest}"]
+            )
+        )
 
     @store_call
-    async def verify_email(self, account_id: str, token_hash: str, *, now_ms: int) -> bool:
+    async def verify_email(self, account_id: str, digest: str, *, now_ms: int) -> bool:
         return bool(
-            await self._verify_email(
-                keys=[keys.account(account_id), keys.email_verification(account_id)],
-                args=[token_hash, now_ms],
-            )
+            await self._verify_email(keys=[keys.account(account_id)], args=[digest, now_ms])
         )
 
     @store_call

@@ -23,7 +23,8 @@ AUDIT_STREAM = "audit:events"  # stream: security events, trimmed by age (authsv
 
 
 def account(account_id: int | str) -> str:
-    """hash: the account (id, username, email, password, created_at, ...)."""
+    """hash: the account (id, username, email, password, created_at, ..., and the
+    pending links VERIFY_LINK / RESET_LINK)."""
     return f"account:{{{account_id}}}"
 
 
@@ -89,14 +90,13 @@ def known_ips(account_id: int | str) -> str:
     return f"account:{{{account_id}}}:known_ips"
 
 
-def email_verification(account_id: int | str) -> str:
-    """hash: the pending email-verification token (its SHA-256) for the account; TTL 24 h."""
-    return f"account:{{{account_id}}}:verify"
-
-
-def password_reset(account_id: int | str) -> str:
-    """hash: the pending password-reset token (its SHA-256); TTL 1 h; one at a time."""
-    return f"account:{{{account_id}}}:reset"
+# Fields of the account hash holding a pending single-use link (email verification,
+# password reset): "<expires_ms>.<base64url SHA-256 of the token>", 57 bytes, so the
+# account hash stays listpack-encoded (values <= 64 bytes). Fields rather than keys of
+# their own: a key with a TTL costs ~170 bytes; the expiry is checked when the link is
+# used, and `authsvc check --fix` removes expired ones.
+VERIFY_LINK = "verify_link"
+RESET_LINK = "reset_link"
 
 
 def user_roles(user_id: int | str) -> str:

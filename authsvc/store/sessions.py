@@ -34,7 +34,7 @@ class SessionStore:
         self._rotate = s(lua_source("refresh_rotate", "_sessions"))
         self._revoke = s(lua_source("session_revoke", "_sessions"))
         self._set_active = s(lua_source("account_set_active", "_sessions"))
-        self._set_password = s(lua_source("password_set", "_sessions"))
+        self._set_password = s(lua_source("password_set", "_sessions", "_link"))
         self._list = s(guarded_lua_source("session_list"))
 
     @store_call
@@ -147,24 +147,20 @@ class SessionStore:
         *,
         now_ms: int,
         keep_sid: str = "",
-        reset_token_hash: str = "",
+        reset_digest: str = "",
     ) -> int | None:
-        """Set the password and revoke sessions (all but keep_sid). With a reset token
-        hash, only if it matches the pending reset. None: refused."""
+        """Set the password and revoke sessions (all but keep_sid). With a reset link's
+        digest, only if it matches the pending, unexpired reset link. None: refused."""
         n = int(
             await self._set_password(
-                keys=[
-                    keys.account(account_id),
-                    keys.account_sessions(account_id),
-                    keys.password_reset(account_id),
-                ],
+                keys=[keys.account(account_id), keys.account_sessions(account_id)],
                 args=[
                     password_hash,
                     now_ms,
                     keys.session_prefix(account_id),
                     keys.refresh_prefix(account_id),
                     keep_sid,
-                    reset_token_hash,
+                    reset_digest,
                 ],
             )
         )

@@ -1,6 +1,6 @@
 -- KEYS[1] account hash `account:{A}`. Deletes the account and every key of its slot:
--- characters, sessions and refresh tokens, roles, API keys, link tokens, known
--- addresses, its activity stream. Returns {username, email, created_at, role, ...}
+-- characters, sessions and refresh tokens, roles, API keys, known addresses, its
+-- activity index. Returns {username, email, created_at, role, ...}
 -- for the caller to release the claims and index entries (other slots), or {} when
 -- there was no account. (Needs the _sessions prelude.)
 local tag = string.sub(KEYS[1], 9)
@@ -24,6 +24,5 @@ for _, role in ipairs(redis.call('SMEMBERS', roles_key)) do
   out[#out + 1] = role
 end
 redis.call('DEL', KEYS[1], chars, sessions, apikeys, roles_key,
-           'account:' .. tag .. ':known_ips', 'account:' .. tag .. ':verify',
-           'account:' .. tag .. ':reset', 'user:' .. tag .. ':activity')
+           'account:' .. tag .. ':known_ips', 'user:' .. tag .. ':activity')
 return out

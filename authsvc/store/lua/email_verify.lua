@@ -1,8 +1,8 @@
--- KEYS: account, verification key. ARGV: token hash, now_ms.
--- Single use: the token is deleted as the address is marked verified.
-if redis.call('HGET', KEYS[2], 'hash') ~= ARGV[1] or redis.call('EXISTS', KEYS[1]) == 0 then
+-- KEYS: account. ARGV: the link's digest, now_ms. (Needs the _link prelude.)
+-- Single use: the link is spent as the address is marked verified.
+if not link_matches(KEYS[1], 'verify_link', ARGV[1], ARGV[2]) then
   return 0
 end
-redis.call('DEL', KEYS[2])
+redis.call('HDEL', KEYS[1], 'verify_link')
 redis.call('HSET', KEYS[1], 'email_verified', '1', 'updated_at', ARGV[2])
 return 1
