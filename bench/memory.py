@@ -50,7 +50,7 @@ def _pattern(key: str) -> re.Pattern:
 
 def families() -> list[tuple[str, re.Pattern]]:
     """(family, pattern): built by calling keys.py, so the breakdown follows the layout.
-    First match wins: the specific suffixes come before the catch-all favorite record."""
+    First match wins."""
     kinds = [("videos", "videos"), ("actors", "actors"), ("tracks", "tracks")]
     out = [
         ("account:{id}", keys.account(_ID)),
@@ -79,7 +79,6 @@ def families() -> list[tuple[str, re.Pattern]]:
         out += [
             (f"fav:{{id}}:{name}:by_target", keys.favorites_by_target(_ID, kind)),
             (f"fav:{{id}}:{name}:index", keys.favorites_index(_ID, kind)),
-            (f"fav:{{id}}:{name}:<uuid>", keys.favorite_prefix(_ID, kind) + _PART),
         ]
     out += [
         ("session:{id}:<sid>:refresh", keys.session_refresh_tokens(_ID, _PART)),

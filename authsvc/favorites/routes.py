@@ -23,7 +23,8 @@ def TargetId(**kw) -> fields.String:
 
 
 class FavoritePage(Schema):
-    cursor = fields.String(load_default="", validate=validate.Length(max=64))
+    # A cursor is an index member: "<created_ms:013d>:<target id>".
+    cursor = fields.String(load_default="", validate=validate.Length(max=14 + 64))
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
 
 

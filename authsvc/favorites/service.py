@@ -15,7 +15,7 @@ from ..errors import Code, DomainError, NotFound, ValidationFailed
 from ..store.favorites import FavoriteStore
 from .kinds import FavoriteKind
 
-CURSOR_RE = re.compile(r"^[0-9]{13}:[0-9a-f-]{36}\Z")
+CURSOR_RE = re.compile(r"^[0-9]{13}:[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")  # an index member
 
 
 class FavoriteService:
@@ -60,14 +60,8 @@ class FavoriteService:
             )
         now_ms = to_ms(self._clock())
         fav_uuid = str(uuidlib.uuid4())
-        record = {
-            "uuid": fav_uuid,
-            "user_id": principal.user_id,
-            "target": target,
-            "created_ms": str(now_ms),
-        }
-        record |= {name: str(v) for name, v in extra.items() if v is not None}
-        created, stored = await self._store.add(principal.user_id, target, fav_uuid, now_ms, record)
+        fields = {name: str(v) for name, v in extra.items() if v is not None}
+        created, stored = await self._store.add(principal.user_id, target, fav_uuid, now_ms, fields)
         if created:
             await self._audit.record(
                 "favorite_added",

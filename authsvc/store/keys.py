@@ -148,18 +148,15 @@ def user_api_keys(owner_id: int | str) -> str:
 
 
 def favorites_by_target(user_id: int | str, kind: str) -> str:
-    """hash: target id -> favorite uuid: the unique (user, target) pair of one kind."""
+    """hash: target id -> "<created_ms:013d>:<uuid>[:<JSON of the kind's extra fields>]":
+    the unique (user, target) pair of one kind, and the whole record."""
     return f"fav:{{{user_id}}}:{kind}:by_target"
 
 
 def favorites_index(user_id: int | str, kind: str) -> str:
-    """zset (lex, scores 0): "<created_ms:013d>:<uuid>", newest last; cursors are members."""
+    """zset (lex, scores 0): "<created_ms:013d>:<target id>", newest last; cursors are
+    members."""
     return f"fav:{{{user_id}}}:{kind}:index"
-
-
-def favorite_prefix(user_id: int | str, kind: str) -> str:
-    """+ uuid: hash, one favorite record."""
-    return f"fav:{{{user_id}}}:{kind}:"
 
 
 def profile(user_id: int | str) -> str:

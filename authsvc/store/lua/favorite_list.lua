@@ -1,9 +1,9 @@
--- KEYS: index. ARGV: high bound ('+' or '(member'), count, record prefix.
--- Newest first: returns {member, {field, value, ...}, member, {...}, ...}.
-local members = redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[1], '-', 'LIMIT', 0, tonumber(ARGV[2]))
+-- KEYS: by-target hash, index. ARGV: high bound ('+' or '(member'), count.
+-- Newest first: returns {member, packed record, member, packed record, ...}.
+local members = redis.call('ZREVRANGEBYLEX', KEYS[2], ARGV[1], '-', 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for _, m in ipairs(members) do
   out[#out + 1] = m
-  out[#out + 1] = redis.call('HGETALL', ARGV[3] .. string.sub(m, 15))
+  out[#out + 1] = redis.call('HGET', KEYS[1], string.sub(m, 15))
 end
 return out

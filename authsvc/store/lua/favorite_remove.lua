@@ -1,16 +1,10 @@
--- KEYS: by-target hash, index. ARGV: target id, record prefix.
--- Returns {'removed', field, value, ...} (the removed record) or {'missing'}.
-local uuid = redis.call('HGET', KEYS[1], ARGV[1])
-if not uuid then
+-- KEYS: by-target hash, index. ARGV: target id.
+-- Returns {'removed', packed record} or {'missing'}.
+local record = redis.call('HGET', KEYS[1], ARGV[1])
+if not record then
   return {'missing'}
 end
-local key = ARGV[2] .. uuid
-local rec = redis.call('HGETALL', key)
-local created = redis.call('HGET', key, 'created_ms')
-redis.call('DEL', key)
 redis.call('HDEL', KEYS[1], ARGV[1])
-if created then
-  redis.call('ZREM', KEYS[2], string.format('%013d', tonumber(created)) .. ':' .. uuid)
-end
-table.insert(rec, 1, 'removed')
-return rec
+-- The record starts with the 13-digit creation time the index member starts with.
+redis.call('ZREM', KEYS[2], string.sub(record, 1, 13) .. ':' .. ARGV[1])
+return {'removed', record}
