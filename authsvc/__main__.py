@@ -1,4 +1,4 @@
-"""The `authsvc` command: serve, store, check."""
+"""The `authsvc` command: serve, store, check, migrate, create-admin, permissions."""
 
 from __future__ import annotations
 
@@ -92,6 +92,26 @@ def cmd_check(args: argparse.Namespace) -> int:
         verb = f", fixed {report.fixed}" if args.fix else ""
         print(f"scanned {report.scanned} keys, {len(report.problems)} problems{verb}")
         return 1 if report.problems and not args.fix else 0
+
+    return asyncio.run(run())
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from .store.connection import create_client
+    from .store.migrate import migrate
+
+    url = os.environ.get("KEYDB_URL") or "redis://127.0.0.1:5556/0"
+
+    async def run() -> int:
+        client = create_client(url, timeout=30)
+        try:
+            report = await migrate(client, now_ms=int(time.time() * 1000))
+        finally:
+            await client.aclose()
+        for step, n in report.moved.items():
+            print(f"{step}: {n}")
+        print(f"scanned {report.scanned} keys; the store is on the current layout")
+        return 0
 
     return asyncio.run(run())
 
@@ -205,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check", help="report (and --fix) stale claims and orphans")
     p.add_argument("--fix", action="store_true")
     p.set_defaults(fn=cmd_check)
+    p = sub.add_parser("migrate", help="move a store written by an earlier authsvc to this layout")
+    p.set_defaults(fn=cmd_migrate)
     p = sub.add_parser("create-admin", help="create an admin account (password on stdin)")
     p.add_argument("--username", required=True)
     p.add_argument("--email", required=True)

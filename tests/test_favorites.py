@@ -148,6 +148,64 @@ async def test_tracks_have_rating_and_notes(http):
         assert resp.status == 422, bad
 
 
+async def test_only_the_user_manages_and_admins_list_with_a_scoped_role(fav_http):
+    alice, a_auth = await auth_of(fav_http, "alice")
+    _, m_auth = await auth_of(fav_http, "mallory")
+    await fav_http.post("/api/v1/favorites/videos", json={"video_id": VIDEO}, headers=a_auth)
+    # Mallory's DELETE only ever touches Mallory's favorites.
+    assert (
+        await fav_http.delete(f"/api/v1/favorites/videos/{VIDEO}", headers=m_auth)
+    ).status == 404
+    path = f"/api/v1/admin/users/{alice['id']}/favorites/videos"
+    assert (await fav_http.get(path, headers=m_auth)).status == 403
+    curator = new_user("curator")
+    svc = fav_http.app[SERVICES]
+    await svc.roles.create(
+        name="curator",
+        permissions=["favorites:read-all"],
+        inherits=["user"],
+        description="",
+        actor=_actor(),
+    )
+    await svc.accounts.register(**curator, roles=("curator",))
+    c_auth = {"Authorization": f"Bearer {await login(fav_http, curator)}"}
+    page = await (await fav_http.get(path, headers=c_auth)).json()
+    assert [f["video_id"] for f in page["items"]] == [VIDEO]
+
+
+def _actor():
+    from authsvc.auth import LOCAL, Principal
+
+    return Principal(user_id="0", kind=LOCAL, username="test", exp=2**62)
+
+
+async def test_adds_and_removes_are_audited_with_username(fav_http, store):
+    user, auth = await auth_of(fav_http)
+    fav = await (
+        await fav_http.post("/api/v1/favorites/videos", json={"video_id": VIDEO}, headers=auth)
+    ).json()
+    await fav_http.delete(f"/api/v1/favorites/videos/{VIDEO}", headers=auth)
+    await fav_http.app[SERVICES].audit.flush()
+    events = [
+        e for _, e in await store.xrange("audit:events") if e["action"].startswith("favorite_")
+    ]
+    assert [e["action"] for e in events] == ["favorite_added", "favorite_removed"]
+    for e in events:
+        assert e["user_id"] == str(user["id"]) and e["username"] == user["username"]
+        assert e["favorite_uuid"] == fav["favorite_video_uuid"] and e["video_id"] == VIDEO
+
+
+async def test_keycloak_users_share_the_user_space(make_client, aiohttp_server):
+    kc = Issuer()
+    server = await aiohttp_server(kc.app())
+    kc.base = str(server.make_url("")).rstrip("/")
+    http = await make_client(keycloak_issuer=kc.issuer, keycloak_client_id=CLIENT)
+    sub = "1d4a6a3c-5b1e-4f7a-8c2d-9e0f1a2b3c4d"
+    auth = {"Authorization": f"Bearer {kc.token(sub=sub)}"}
+    resp = await http.post("/api/v1/favorites/videos", json={"video_id": VIDEO}, headers=auth)
+    assert resp.status == 201 and (await resp.json())["user_id"] == sub
+
+
 async def test_favorites_are_two_small_keys_per_kind(http, store):
     """The pair hash holds each whole record and the index orders them: no key per
     favorite, both listpack-encoded while records are short; extra fields with
