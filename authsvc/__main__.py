@@ -26,25 +26,41 @@ def _logging(level: str, fmt: str = "json") -> None:
     configure(level, fmt)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from . import workers
+def _take_metrics_dir() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR (or the library's deprecated lowercase spelling), taken
+    out of this process's environment. It must run before anything imports
+    prometheus_client, which picks in-memory or file-backed metrics from the environment
+    once, at import: the supervisor and a single process keep theirs in memory, and only
+    the workers, handed the directory by the supervisor, write files there."""
+    upper = os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    lower = os.environ.pop("prometheus_multiproc_dir", None)
+    return upper or lower
 
+
+def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {
         k: v
         for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
         if v is not None
     }
     settings = _settings(**overrides)  # a bad setting: one line, before any worker starts
+    metrics_dir = None if args.worker_of is not None else _take_metrics_dir()
+    from . import workers  # imports prometheus_client (through the store layer)
+
     _logging(settings.log_level, settings.log_format)
     if args.worker_of is not None:
         return workers.run_worker(settings, supervisor=args.worker_of)
-    logging.getLogger("authsvc").info("starting with settings %s", settings.masked())
+    log = logging.getLogger("authsvc")
+    log.info("starting with settings %s", settings.masked())
     if settings.workers > 1:
         try:
-            return workers.supervise(settings)
-        except workers.PortInUse as exc:
+            return workers.supervise(settings, metrics_dir=metrics_dir)
+        except workers.StartError as exc:
             print(f"authsvc: {exc}", file=sys.stderr)
             return 1
+    if metrics_dir:
+        # One process answers every scrape from memory, process_* metrics included.
+        log.info("one process: PROMETHEUS_MULTIPROC_DIR is not used")
     from aiohttp import web
 
     from .app import create_app

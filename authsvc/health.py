@@ -45,7 +45,9 @@ class ActiveSessions:
     Sessions are spread over every account's slot, so no one key holds their number:
     the count is a SCAN of the session hashes (in batches, safe on a live store),
     refreshed at most every `interval` seconds and only when /metrics is scraped. A
-    scrape never waits for it; it shows the last count (none before the first)."""
+    scrape never waits for it; it shows the last count (none before the first). Under
+    --workers, each worker counts on its own scrapes, and every scrape shows the latest
+    count of any worker (metrics.SESSIONS_ACTIVE)."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -54,10 +56,9 @@ class ActiveSessions:
         self._task: asyncio.Task | None = None
 
     def collect(self):
-        if self.value is not None:
-            gauge = GaugeMetricFamily(
-                "authsvc_sessions_active", "Live login sessions (counted in the store)"
-            )
+        # Under --workers, metrics.SESSIONS_ACTIVE's shared files carry it instead.
+        if self.value is not None and not metrics.MULTIPROCESS:
+            gauge = GaugeMetricFamily(metrics.SESSIONS_ACTIVE_NAME, metrics.SESSIONS_ACTIVE_HELP)
             gauge.add_metric([], self.value)
             yield gauge
 
@@ -80,6 +81,7 @@ class ActiveSessions:
             log.warning("could not count the live sessions: %r", exc)
             return
         self.value = float(n)
+        metrics.SESSIONS_ACTIVE.set(n)
 
     async def close(self) -> None:
         if self._task is not None:

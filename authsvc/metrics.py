@@ -2,9 +2,10 @@
 This module imports nothing of authsvc's, so the store layer can count its steps.
 
 The metric objects are module-level, as prometheus-client intends: one set per process.
-When PROMETHEUS_MULTIPROC_DIR is set (several processes serving one port), each
-process writes its values there and a scrape of any of them answers for all, through
-prometheus-client's multiprocess collector.
+When PROMETHEUS_MULTIPROC_DIR is set (the workers of `serve --workers N`: the
+supervisor sets it), each process writes its values there and a scrape of any of them
+answers for all, through prometheus-client's multiprocess collector; the per-process
+process_* and python_* metrics are then left out, as they cannot be summed.
 
 Security events are counted where they are recorded (`audit.Audit.record` calls
 `count_event`), so the counters and the audit trail cannot disagree."""
@@ -18,6 +19,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -54,6 +56,20 @@ STORE_SECONDS = Histogram(
 STORE_ERRORS = Counter(
     "authsvc_store_errors_total", "Store steps that failed (outage or timeout)", ("kind",)
 )
+
+# Set by health.ActiveSessions, which also exposes it itself in a single process (nothing
+# before the first count, where a registered gauge would say 0). Under --workers each
+# worker counts the same store at its own times, so the right value is the latest count:
+# "mostrecent"; "sum"/"livesum" would multiply it by the workers, "max"/"livemax" keep an
+# old peak until that worker counts again. Not "live...": a count stays true after the
+# worker that took it exits.
+SESSIONS_ACTIVE_NAME = "authsvc_sessions_active"
+SESSIONS_ACTIVE_HELP = "Live login sessions (counted in the store)"
+SESSIONS_ACTIVE = Gauge(
+    SESSIONS_ACTIVE_NAME, SESSIONS_ACTIVE_HELP, multiprocess_mode="mostrecent", registry=None
+)
+# prometheus-client too picks its mode from the environment once, at import.
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 _LOGIN_RESULTS = {"login_success": "success", "login_failure": "failure"}
 _route_children: dict[tuple[str, str, int], tuple] = {}
@@ -93,7 +109,7 @@ def observe_request(request: web.Request, status: int, seconds: float) -> None:
 
 def exposition(*extra_collectors) -> bytes:
     """This process's metrics (every worker's under --workers N) in the text format."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if MULTIPROCESS:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:

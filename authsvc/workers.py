@@ -12,6 +12,10 @@ The supervisor
   join another server already listening there) and resolves port 0 to one free port;
 - resolves the store once (starting the embedded store itself when KEYDB_URL is unset
   and nothing answers), and hands the workers its URL;
+- hands the workers one prometheus-client multiprocess directory
+  (PROMETHEUS_MULTIPROC_DIR), so a scrape of /metrics on any worker answers for all of
+  them: the operator's, emptied of an earlier run's files, or a private temporary one
+  removed at exit;
 - forwards the first SIGTERM or SIGINT to every worker as SIGTERM: each stops
   accepting, lets in-flight requests finish, flushes and exits; a second signal kills
   them at once;
@@ -31,12 +35,16 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import multiprocess
 
 from . import embedded
 from .config import Settings
@@ -49,7 +57,16 @@ SHUTDOWN_GRACE_S = 60.0 + 15.0
 PARENT_POLL_S = 1.0
 
 
-class PortInUse(Exception):
+# The files prometheus-client writes (counter_<pid>.db, gauge_livesum_<pid>.db, ...):
+# only these are removed from the operator's directory, which may hold other files.
+_METRICS_FILE = re.compile(r"(?:counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
+
+
+class StartError(Exception):
+    """The service cannot start; the message is the one line to print."""
+
+
+class PortInUse(StartError):
     pass
 
 
@@ -74,20 +91,54 @@ def claim_port(host: str, port: int) -> int:
     return port
 
 
-def supervise(settings: Settings) -> int:
+def supervise(settings: Settings, *, metrics_dir: str | None = None) -> int:
     """Run `settings.workers` workers until a signal or a worker's death; the exit
-    status: 0 after a clean stop, 1 otherwise."""
-    port = claim_port(settings.host, settings.port)
-    return asyncio.run(_supervise(settings, port))
+    status: 0 after a clean stop, 1 otherwise. `metrics_dir`: the operator's
+    PROMETHEUS_MULTIPROC_DIR, if any."""
+    port = claim_port(settings.host, settings.port)  # before emptying anyone's metrics
+    with workers_metrics_dir(metrics_dir) as path:
+        return asyncio.run(_supervise(settings, port, path))
 
 
-async def _supervise(settings: Settings, port: int) -> int:
+@contextlib.contextmanager
+def workers_metrics_dir(operator_dir: str | None) -> Iterator[str]:
+    """The workers' PROMETHEUS_MULTIPROC_DIR for one run. The operator's is created if
+    missing and emptied of prometheus-client's files, which a previous run left there:
+    the library sums every file it finds, so their counts would be added to this run's
+    (and a worker that got a dead one's pid would carry on from its values). It is left
+    in place at exit. Without one, a private temporary directory, removed at exit."""
+    if operator_dir is None:
+        with tempfile.TemporaryDirectory(prefix="authsvc-metrics-") as path:
+            yield path
+        return
+    directory = Path(operator_dir)
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        found = [p for p in directory.iterdir() if p.suffix == ".db"]
+        # A scrape reads every *.db there: any other would break /metrics, and it is not
+        # ours to delete.
+        foreign = sorted(p.name for p in found if not _METRICS_FILE.fullmatch(p.name))
+        if foreign:
+            raise StartError(
+                f"PROMETHEUS_MULTIPROC_DIR {operator_dir} holds {', '.join(foreign)}, not "
+                "prometheus-client's: give the service a directory of its own"
+            )
+        for path in found:
+            path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise StartError(f"PROMETHEUS_MULTIPROC_DIR {operator_dir}: {exc.strerror}") from None
+    if found:
+        log.info("removed %d metrics files of an earlier run from %s", len(found), directory)
+    yield str(directory)
+
+
+async def _supervise(settings: Settings, port: int, metrics_dir: str) -> int:
     loop = asyncio.get_running_loop()
     signals: asyncio.Queue[int] = asyncio.Queue()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, signals.put_nowait, sig)
     async with embedded.store_url(settings) as url:
-        env = {**os.environ, "KEYDB_URL": url}
+        env = {**os.environ, "KEYDB_URL": url, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
         argv = [sys.executable, "-m", "authsvc", "serve", "--worker-of", str(os.getpid())]
         argv += ["--host", settings.host, "--port", str(port)]
         workers = []
@@ -104,12 +155,21 @@ async def _supervise(settings: Settings, port: int) -> int:
             len(workers),
             " ".join(str(w.pid) for w in workers),
         )
-        clean = await _watch(workers, signals)
+        # A dead worker's counters stay (totals never go back); mark_process_dead drops
+        # its live* gauges, should any be added (metrics.SESSIONS_ACTIVE is not one).
+        clean = await _watch(
+            workers, signals, lambda pid: multiprocess.mark_process_dead(pid, metrics_dir)
+        )
     return 0 if clean else 1
 
 
-async def _watch(workers: list[asyncio.subprocess.Process], signals: asyncio.Queue) -> bool:
-    """Wait for the workers to exit; True when all were stopped on request and cleanly."""
+async def _watch(
+    workers: list[asyncio.subprocess.Process],
+    signals: asyncio.Queue,
+    exited: Callable[[int], None],
+) -> bool:
+    """Wait for the workers to exit, calling `exited(pid)` for each; True when all were
+    stopped on request and cleanly."""
     loop = asyncio.get_running_loop()
     exits = {asyncio.ensure_future(w.wait()): w for w in workers}
     next_signal = asyncio.ensure_future(signals.get())
@@ -151,6 +211,7 @@ async def _watch(workers: list[asyncio.subprocess.Process], signals: asyncio.Que
                     stop(signal.SIGKILL)
             for finished in done & exits.keys():
                 worker = exits.pop(finished)
+                exited(worker.pid)
                 status = worker.returncode
                 if deadline is None:
                     log.error(

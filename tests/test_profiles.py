@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from authsvc.app_keys import SERVICES
+from authsvc.store import keys
+from authsvc.store.check import check
+from authsvc.store.profiles import ProfileStore
 
 from .helpers import error_of, login, new_user, register
 from .keycloak_issuer import CLIENT, Issuer
@@ -182,3 +186,57 @@ async def test_keycloak_user_profile_follows_and_deletion(make_client, aiohttp_s
     await http.app[SERVICES].audit.flush()
     assert not [k async for k in store.scan_iter(match=f"*{{{sub}}}*")]
     assert await store.zrange(f"user:{{{local['id']}}}:followers", 0, -1) == []
+
+
+async def test_check_repairs_followers_from_following(store):
+    profiles = ProfileStore(store)
+    for fan, target, ms in (
+        ("1", "2", 1000),
+        ("1", "3", 1001),
+        ("1", "4", 1002),
+        ("2", "1", 1003),
+        ("5", "1", 1004),
+    ):
+        await profiles.follow(fan, target, now_ms=ms)
+    # What a crash between a follow's two writes leaves: the truth without its mirror.
+    await store.zrem(keys.followers("2"), "1")
+    # Unfollow, crash, follow again: the mirror kept the first follow's time.
+    await store.zadd(keys.followers("3"), {"1": 5})
+    # An unfollow that crashed after its first write: a mirror without the truth.
+    await store.zrem(keys.following("5"), "1")
+    await store.zadd(keys.followers("6"), {"1": 7})  # and one for a follow never made
+    now = int(time.time() * 1000)
+
+    report = await check(store, fix=False, now_ms=now, batch=2)
+    assert sorted(report.problems) == [
+        "user:{1}:followers lists 5, who does not follow 1",
+        "user:{2}:followers lacks 1, who follows since 1000",
+        "user:{3}:followers has 1 since 5, not 1001",
+        "user:{6}:followers lists 1, who does not follow 6",
+    ]
+    assert await store.zscore(keys.followers("1"), "5") == 1004  # reported, not changed
+
+    report = await check(store, fix=True, now_ms=now, batch=2)
+    assert report.fixed == 4 and len(report.problems) == 4
+    assert await store.zrange(keys.followers("1"), 0, -1, withscores=True) == [("2", 1003)]
+    assert await store.zrange(keys.followers("2"), 0, -1, withscores=True) == [("1", 1000)]
+    assert await store.zrange(keys.followers("3"), 0, -1, withscores=True) == [("1", 1001)]
+    assert await store.zrange(keys.followers("4"), 0, -1, withscores=True) == [("1", 1002)]
+    assert not await store.exists(keys.followers("6"))
+    assert await store.zrange(keys.following("1"), 0, -1) == ["2", "3", "4"]  # the truth
+    assert (await check(store, fix=False, now_ms=now)).problems == []
+
+
+async def test_check_walks_large_follow_sets_in_batches(store):
+    # Over 128 entries: a skiplist, so ZSCAN really pages through it.
+    await store.zadd(keys.following("7"), {str(t): 2000 + t for t in range(100, 400)})
+    for t in range(100, 400, 2):  # only half the mirrors
+        await store.zadd(keys.followers(str(t)), {"7": 2000 + t})
+    fans = {str(f): 3000 + f for f in range(100, 400)}
+    await store.zadd(keys.followers("7"), fans)  # yet nobody follows 7
+    now = int(time.time() * 1000)
+    report = await check(store, fix=True, now_ms=now, batch=50)
+    assert report.fixed == 150 + 300, report.problems[:3]
+    assert not await store.exists(keys.followers("7"))
+    assert await store.zscore(keys.followers("399"), "7") == 2399
+    assert (await check(store, fix=False, now_ms=now, batch=50)).problems == []

@@ -1,7 +1,8 @@
 """`authsvc serve --workers N` as a real process tree on a real redis-server: the
 workers share the port, serve the game-client flow, finish in-flight requests on
 SIGTERM and exit 0; a worker that dies takes the service down with status 1; a bad
-setting or a taken port is one line before any worker starts."""
+setting or a taken port is one line before any worker starts; /metrics answers for all
+the workers, whichever takes the scrape."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import SECRET
 from .helpers import new_user
@@ -193,3 +197,173 @@ def test_bad_settings_and_a_taken_port_are_one_line_before_any_worker(redis_serv
         assert proc.wait(timeout=20) == 1
         lines = proc.stdout.read().decode().splitlines()
         assert lines == [f"authsvc: 127.0.0.1:{port} is already in use"], lines
+
+
+REQUESTS = "authsvc_http_requests_total"
+
+
+def _metrics_dir_of(workers: set[int]) -> Path:
+    """The PROMETHEUS_MULTIPROC_DIR the supervisor handed its workers."""
+    dirs = set()
+    for pid in workers:
+        for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            name, _, value = entry.partition(b"=")
+            if name == b"PROMETHEUS_MULTIPROC_DIR":
+                dirs.add(value.decode())
+    assert len(dirs) == 1, dirs
+    return Path(dirs.pop())
+
+
+def _answered(directory: Path, workers: set[int], route: str) -> dict[int, float]:
+    """pid -> GET requests to `route` that worker answered, read from its own file (a
+    request is counted before its response is sent)."""
+    out = {}
+    for pid in workers:
+        families = MultiProcessCollector.merge([str(directory / f"counter_{pid}.db")])
+        out[pid] = sum(
+            s.value
+            for family in families
+            for s in family.samples
+            if s.name == REQUESTS and s.labels["method"] == "GET" and s.labels["route"] == route
+        )
+    return out
+
+
+def _scrape(base: str) -> dict[tuple[str, tuple], float]:
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _healthz_count(samples) -> float | None:
+    labels = (("method", "GET"), ("route", "/healthz"), ("status", "200"))
+    return samples.get((REQUESTS, labels))
+
+
+def _stale_counter_file(path: Path, value: float) -> None:
+    """A counter file as a previous run's worker leaves it: `value` GET /healthz."""
+    stale = MmapedDict(str(path))
+    labels = ("method", "route", "status")
+    key = mmap_key("authsvc_http_requests", REQUESTS, labels, ("GET", "/healthz", "200"), "x")
+    stale.write_value(key, value, 0.0)
+    stale.close()
+
+
+def test_metrics_of_two_workers_add_up_whichever_answers_the_scrape(redis_server):
+    port = free_port()
+    # One session count per worker, at its first scrape: the rest show the latest count.
+    proc = _serve(_env(redis_server, METRICS_SESSION_SCAN_INTERVAL="3600"), port)
+    try:
+        workers = set(_wait_for_workers(proc, port, 2))
+        directory = _metrics_dir_of(workers)
+        assert directory.name.startswith("authsvc-metrics-") and directory.is_dir()
+        assert directory.stat().st_mode & 0o077 == 0, "private to the service's user"
+        base = f"http://127.0.0.1:{port}"
+        user = new_user()
+        assert _request(base, "POST", "/register", user)[0] == 201
+        creds = {"username": user["username"], "password": user["password"]}
+        assert _request(base, "POST", "/login", creds)[0] == 200  # a live session
+
+        sent = 0  # each on a fresh connection, which the kernel gives either worker
+        while sent < 10 or min(_answered(directory, workers, "/healthz").values()) == 0:
+            assert sent < 200, "every connection went to one worker"
+            assert _request(base, "GET", "/healthz")[0] == 200
+            sent += 1
+
+        scrapes, sessions = 0, None
+        while scrapes < 6 or min(_answered(directory, workers, "/metrics").values()) == 0:
+            assert scrapes < 200, "every scrape went to one worker"
+            samples = _scrape(base)
+            scrapes += 1
+            assert _healthz_count(samples) == sent, scrapes
+            count = samples.get(
+                (
+                    "authsvc_http_request_duration_seconds_count",
+                    (("method", "GET"), ("route", "/healthz")),
+                )
+            )
+            assert count == sent
+            live = samples.get(("authsvc_sessions_active", ()))
+            if sessions is None:
+                sessions = live  # once any worker has counted, every scrape shows it
+            else:
+                assert live == sessions, (live, sessions)
+        assert sessions is not None and sessions >= 1
+        assert not any(name.startswith("process_") for name, _ in samples)
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert not directory.exists(), "the private metrics directory is removed at exit"
+        output = proc.stdout.read().decode()
+        assert "Traceback" not in output, output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_operators_metrics_directory_is_emptied_of_a_previous_run(redis_server, tmp_path):
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    _stale_counter_file(directory / "counter_1.db", 1000)
+    (directory / "notes.txt").write_text("not a metrics file")
+    port = free_port()
+    proc = _serve(_env(redis_server, PROMETHEUS_MULTIPROC_DIR=str(directory)), port)
+    try:
+        workers = set(_wait_for_workers(proc, port, 2))
+        assert _metrics_dir_of(workers) == directory
+        assert not (directory / "counter_1.db").exists()
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(3):
+            assert _request(base, "GET", "/healthz")[0] == 200
+        assert _healthz_count(_scrape(base)) == 3
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        # The operator's directory stays, with this run's files until the next start.
+        assert (directory / "notes.txt").exists()
+        assert {f"counter_{pid}.db" for pid in workers} <= {p.name for p in directory.iterdir()}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_one_process_keeps_its_metrics_in_memory(redis_server, tmp_path):
+    _stale_counter_file(tmp_path / "counter_1.db", 1000)
+    port = free_port()
+    env = _env(redis_server, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    proc = _serve(env, port, workers=1)
+    try:
+        deadline = time.monotonic() + 30
+        while not _listening_pids(port, {proc.pid}):
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(3):
+            assert _request(base, "GET", "/healthz")[0] == 200
+        samples = _scrape(base)
+        assert _healthz_count(samples) == 3
+        assert any(name == "process_cpu_seconds_total" for name, _ in samples)
+        assert {p.name for p in tmp_path.iterdir()} == {"counter_1.db"}  # neither read nor written
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_metrics_directory_with_foreign_files_is_one_line_before_any_worker(
+    redis_server, tmp_path
+):
+    (tmp_path / "app.db").write_text("someone's database")
+    proc = _serve(_env(redis_server, PROMETHEUS_MULTIPROC_DIR=str(tmp_path)), free_port())
+    assert proc.wait(timeout=20) == 1
+    lines = proc.stdout.read().decode().splitlines()
+    assert len(lines) == 1 and "holds app.db, not prometheus-client's" in lines[0], lines
+    assert (tmp_path / "app.db").exists()

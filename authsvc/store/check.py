@@ -1,11 +1,13 @@
 """`authsvc check`: walk the key layout with SCAN (in batches, safe on a live store)
 and report, or with fix=True repair, what a crash or an old bug can leave behind.
-Every repair is a compare-and-set, so it never undoes a concurrent legitimate write."""
+Every repair is a compare-and-set, so it never undoes a concurrent legitimate write
+(the followers', which span two slots, re-read the truth just before writing)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import redis.asyncio as redis
 
@@ -25,15 +27,22 @@ class Report:
         self.problems.append(text)
 
 
-async def _batches(client: redis.Redis, pattern: str, size: int) -> AsyncIterator[list[str]]:
-    batch: list[str] = []
-    async for key in client.scan_iter(match=pattern, count=size):
-        batch.append(key)
+T = TypeVar("T")
+
+
+async def _chunks(items: AsyncIterable[T], size: int) -> AsyncIterator[list[T]]:
+    batch: list[T] = []
+    async for item in items:
+        batch.append(item)
         if len(batch) >= size:
             yield batch
             batch = []
     if batch:
         yield batch
+
+
+def _batches(client: redis.Redis, pattern: str, size: int) -> AsyncIterator[list[str]]:
+    return _chunks(client.scan_iter(match=pattern, count=size), size)
 
 
 async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500) -> Report:
@@ -97,6 +106,8 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
 
     # The derived indexes: no entry may name a missing account or a role not held.
     await _check_indexes(client, report, fix, batch)
+
+    await _check_followers(client, report, fix, batch)
 
     # Character indexes against character hashes, both directions.
     async for idx_keys in _batches(client, keys.CHARACTER_INDEX_GLOB, batch):
@@ -207,3 +218,46 @@ async def _check_indexes(client: redis.Redis, report: Report, fix: bool, size: i
                 report.add(f"{members_key} lists {uid}, who does not hold the role")
                 if fix:
                     report.fixed += await client.zrem(members_key, uid)
+
+
+async def _check_followers(client: redis.Redis, report: Report, fix: bool, size: int) -> None:
+    """`user:{b}:followers` must mirror every `user:{a}:following`, score (ms) included.
+    The two are in different slots, so follow/unfollow write the truth first and the
+    followers set second; a crash or a lost reply between them leaves what this repairs.
+    Each repair re-reads the truth just before its write, which narrows a race with a
+    follow or unfollow in flight to those two round trips; what such a race leaves, the
+    next run repairs."""
+    async for following_keys in _batches(client, keys.FOLLOWING_GLOB, size):
+        report.scanned += len(following_keys)
+        for following in following_keys:
+            fan = keys.account_id_of(following)
+            async for rows in _chunks(client.zscan_iter(following, count=size), size):
+                pipe = client.pipeline(transaction=False)
+                for target, _ in rows:
+                    pipe.zscore(keys.followers(target), fan)
+                for (target, since), mirrored in zip(rows, await pipe.execute(), strict=True):
+                    if mirrored == since:
+                        continue
+                    fans = keys.followers(target)
+                    if mirrored is None:
+                        report.add(f"{fans} lacks {fan}, who follows since {since:.0f}")
+                    else:
+                        report.add(f"{fans} has {fan} since {mirrored:.0f}, not {since:.0f}")
+                    if fix and await client.zscore(following, target) == since:
+                        await client.zadd(fans, {fan: since})
+                        report.fixed += 1
+
+    async for followers_keys in _batches(client, keys.FOLLOWERS_GLOB, size):
+        report.scanned += len(followers_keys)
+        for fans in followers_keys:
+            target = keys.account_id_of(fans)
+            async for rows in _chunks(client.zscan_iter(fans, count=size), size):
+                pipe = client.pipeline(transaction=False)
+                for fan, _ in rows:
+                    pipe.zscore(keys.following(fan), target)
+                for (fan, _), since in zip(rows, await pipe.execute(), strict=True):
+                    if since is not None:
+                        continue  # a different score was reported (and fixed) above
+                    report.add(f"{fans} lists {fan}, who does not follow {target}")
+                    if fix and await client.zscore(keys.following(fan), target) is None:
+                        report.fixed += await client.zrem(fans, fan)

@@ -16,6 +16,8 @@ CHARACTER_GLOB = "character:{*}:*"
 SESSION_INDEX_GLOB = "account:{*}:sessions"
 SESSION_HASH_GLOB = "session:{*}:*"  # the session hashes, and their `:refresh` sets
 SESSION_REFRESH_SUFFIX = ":refresh"
+FOLLOWING_GLOB = "user:{*}:following"
+FOLLOWERS_GLOB = "user:{*}:followers"
 RATE_LIMIT_GLOB = "rl:*"
 
 
