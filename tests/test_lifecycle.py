@@ -293,3 +293,21 @@ async def test_unknown_fields_and_bad_emails_on_lifecycle_endpoints(http):
             "/api/v1/auth/reset-password", json={"token": "1.x", "new_password": user["password"]}
         )
     ).status == 400
+
+
+async def test_check_removes_expired_links_only(make_client, store):
+    from authsvc.store.check import check
+
+    now = [1_800_000_000.0]
+    http = await make_client(clock=lambda: now[0])
+    stale, fresh = await register(http), await register(http)
+    now_ms = int(now[0] * 1000) + 24 * 3600 * 1000 + 1  # past the verification links
+    # The fresh account asked again later: its link is still good then.
+    later = f"{now_ms + 3_600_000}.{'A' * 43}"
+    await store.hset(f"account:{{{fresh['id']}}}", "verify_link", later)
+    report = await check(store, fix=False, now_ms=now_ms)
+    assert report.problems == [f"expired verify_link on account:{{{stale['id']}}}"]
+    report = await check(store, fix=True, now_ms=now_ms)
+    assert report.fixed == 1
+    assert await store.hget(f"account:{{{stale['id']}}}", "verify_link") is None
+    assert await store.hget(f"account:{{{fresh['id']}}}", "verify_link") == later

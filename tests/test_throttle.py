@@ -107,3 +107,20 @@ async def test_registration_and_mail_requests_are_limited_per_address(make_clien
         assert (await http.post(path, json={"email": "a@b.io"})).status == 202
     resp = await http.post("/api/v1/auth/forgot-password", json={"email": "a@b.io"})
     assert resp.status == 429
+
+
+async def test_check_gives_a_counter_without_ttl_one(store):
+    """A counter that lost its TTL would lock its subject out for good: `check` reports
+    it and --fix gives it the fallback window, leaving counters with a TTL alone."""
+    from authsvc.store.check import COUNTER_FALLBACK_TTL_MS, check
+
+    await store.set("rl:login:acct:someone", 9)  # no TTL: a restore dropped it
+    await store.set("rl:login:ip:203.0.113.9", 3, px=60_000)
+    report = await check(store, fix=False, now_ms=0)
+    assert report.problems == ["counter rl:login:acct:someone has no TTL"]
+    assert await store.pttl("rl:login:acct:someone") == -1  # report only
+    report = await check(store, fix=True, now_ms=0)
+    assert report.fixed == 1
+    assert 0 < await store.pttl("rl:login:acct:someone") <= COUNTER_FALLBACK_TTL_MS
+    assert 0 < await store.pttl("rl:login:ip:203.0.113.9") <= 60_000
+    assert (await check(store, fix=False, now_ms=0)).problems == []

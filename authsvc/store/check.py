@@ -83,10 +83,11 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
         report.scanned += len(accts)
         pipe = client.pipeline(transaction=False)
         for key in accts:
-            pipe.hmget(key, "pending", "created_at", "username", "email")
-        for key, (pending, created, username, email) in zip(
+            pipe.hmget(key, "pending", "created_at", "username", "email", *LINK_FIELDS)
+        for key, (pending, created, username, email, *links) in zip(
             accts, await pipe.execute(), strict=True
         ):
+            await _check_links(client, report, fix, key, links, now_ms)
             if pending == "1" and created is not None and int(created) < cutoff:
                 report.add(f"abandoned registration {key}")
                 if fix:
@@ -108,6 +109,8 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
     await _check_indexes(client, report, fix, batch)
 
     await _check_followers(client, report, fix, batch)
+
+    await _check_counters(client, report, fix, batch)
 
     # Character indexes against character hashes, both directions.
     async for idx_keys in _batches(client, keys.CHARACTER_INDEX_GLOB, batch):
@@ -142,6 +145,46 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
                         keys.account_characters(aid), {cid: int(created)}, nx=True
                     )
     return report
+
+
+LINK_FIELDS = (keys.VERIFY_LINK, keys.RESET_LINK)
+# A rate-limit counter that lost its TTL would never reset: it gets the longest window
+# the settings allow (REQUEST_LIMIT_WINDOW's bound), after which it starts afresh.
+COUNTER_FALLBACK_TTL_MS = 86_400_000
+
+
+async def _check_links(
+    client: redis.Redis,
+    report: Report,
+    fix: bool,
+    account: str,
+    links: list[str | None],
+    now_ms: int,
+) -> None:
+    """A pending link past its expiry is refused on use; this removes the dead field."""
+    for name, value in zip(LINK_FIELDS, links, strict=True):
+        expires = value.split(".", 1)[0] if value else ""
+        if value is not None and (not expires.isdigit() or int(expires) <= now_ms):
+            report.add(f"expired {name} on {account}")
+            if fix:
+                delete_if = client.register_script(lua_source("field_delete_if"))
+                report.fixed += int(await delete_if(keys=[account], args=[name, value]))
+
+
+async def _check_counters(client: redis.Redis, report: Report, fix: bool, size: int) -> None:
+    """Every rate-limit counter is written with its window's TTL in the same step; one
+    without (a hand edit, a restore that dropped TTLs) would block its subject forever."""
+    expire = client.register_script(lua_source("expire_if_persistent"))
+    async for counters in _batches(client, keys.RATE_LIMIT_GLOB, size):
+        report.scanned += len(counters)
+        pipe = client.pipeline(transaction=False)
+        for key in counters:
+            pipe.pttl(key)
+        for key, ttl in zip(counters, await pipe.execute(), strict=True):
+            if ttl == -1:
+                report.add(f"counter {key} has no TTL")
+                if fix:
+                    report.fixed += int(await expire(keys=[key], args=[COUNTER_FALLBACK_TTL_MS]))
 
 
 async def _check_claimed(
