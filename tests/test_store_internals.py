@@ -7,11 +7,11 @@ import socket
 import time
 
 import pytest
-from redis.exceptions import DataError
+from redis.exceptions import DataError, ResponseError
 
 from authsvc.app import create_app
 from authsvc.audit import FLUSH_INTERVAL, Audit
-from authsvc.store.connection import create_client
+from authsvc.store.connection import LuaStep, _Client, create_client
 
 from .conftest import make_settings
 from .helpers import error_of
@@ -66,3 +66,42 @@ async def test_audit_write_failures_never_reach_the_caller(caplog):
     await audit.flush()  # logs, does not raise
     assert any("audit write of 1 events failed" in r.getMessage() for r in caplog.records)
     await client.aclose()
+
+
+async def test_lua_steps_take_the_lean_path_and_survive_what_the_store_does(redis_server):
+    """The lean EVALSHA path on a real single-node redis-server: bounded connections
+    under a burst, a cancelled call never leaves a reply for the next one, NOSCRIPT after
+    a flush, and a killed connection retried on a fresh one."""
+    client = create_client(redis_server.url, max_connections=4, socket_timeout=False)
+    if not isinstance(client, _Client):  # the cluster run: redis-py's own path
+        await client.aclose()
+        return
+    echo = LuaStep(client, "return ARGV[1]")
+    admin = create_client(redis_server.url)
+    try:
+        # A burst 10x wider than the pool: all answered, never more than 4 connections.
+        answers = await asyncio.gather(*(echo(args=[str(i)]) for i in range(40)))
+        assert answers == [str(i) for i in range(40)]
+        assert client.scripts._open <= 4
+
+        # The store stalls all clients; a call cancelled while waiting for its reply
+        # closes its connection, so the late reply cannot answer the next call.
+        await admin.execute_command("CLIENT", "PAUSE", 300, "ALL")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await echo(args=["stale"])
+        assert await echo(args=["fresh"]) == "fresh"
+
+        await admin.script_flush()  # a restarted store knows no scripts
+        assert await echo(args=["reloaded"]) == "reloaded"
+
+        await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        assert await echo(args=["reconnected"]) == "reconnected"
+
+        # A script error is the caller's, and leaves the connection usable.
+        with pytest.raises(ResponseError):
+            await LuaStep(client, "return redis.call('NOPE')")()
+        assert await echo(args=["still"]) == "still"
+    finally:
+        await client.aclose()
+        await admin.aclose()

@@ -24,7 +24,7 @@ import redis.asyncio as redis
 
 from .. import normalize
 from . import connection, keys
-from .connection import OUTAGE_ERRORS, guarded_lua_source, lua_source, store_call
+from .connection import OUTAGE_ERRORS, LuaStep, guarded_lua_source, lua_source, store_call
 
 PENDING_TIMEOUT_MS = 60_000
 
@@ -58,19 +58,18 @@ class AccountStore:
     ) -> None:
         self._r = client
         self._pending_timeout_ms = pending_timeout_ms
-        s = client.register_script
-        self._create_pending = s(lua_source("account_create_pending"))
-        self._activate = s(lua_source("account_activate"))
-        self._abandon = s(lua_source("account_abandon"))
-        self._delete_pending = s(lua_source("account_delete_pending"))
-        self._claim_release = s(lua_source("claim_release"))
-        self._claim_takeover = s(lua_source("claim_takeover"))
-        self._hset_if_exists = s(lua_source("hset_if_exists"))
-        self._me = s(guarded_lua_source("account_me"))
-        self._live_check = s(guarded_lua_source("principal_live"))
-        self._verify_email = s(lua_source("email_verify", "_link"))
-        self._delete = s(lua_source("account_delete", "_sessions"))
-        self._set_identity = s(lua_source("account_set_identity"))
+        self._create_pending = LuaStep(client, lua_source("account_create_pending"))
+        self._activate = LuaStep(client, lua_source("account_activate"))
+        self._abandon = LuaStep(client, lua_source("account_abandon"))
+        self._delete_pending = LuaStep(client, lua_source("account_delete_pending"))
+        self._claim_release = LuaStep(client, lua_source("claim_release"))
+        self._claim_takeover = LuaStep(client, lua_source("claim_takeover"))
+        self._hset_if_exists = LuaStep(client, lua_source("hset_if_exists"))
+        self._me = LuaStep(client, guarded_lua_source("account_me"))
+        self._live_check = LuaStep(client, guarded_lua_source("principal_live"))
+        self._verify_email = LuaStep(client, lua_source("email_verify", "_link"))
+        self._delete = LuaStep(client, lua_source("account_delete", "_sessions"))
+        self._set_identity = LuaStep(client, lua_source("account_set_identity"))
 
     @store_call
     async def create(self, acc: NewAccount, *, now_ms: int) -> bool:

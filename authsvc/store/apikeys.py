@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis.asyncio as redis
 
 from . import keys
-from .connection import lua_source, store_call
+from .connection import LuaStep, lua_source, store_call
 
 
 def _pairs(flat: list[str]) -> dict[str, str]:
@@ -17,8 +17,8 @@ def _pairs(flat: list[str]) -> dict[str, str]:
 class ApiKeyStore:
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
-        self._auth = client.register_script(lua_source("apikey_auth"))
-        self._hset_if_exists = client.register_script(lua_source("hset_if_exists"))
+        self._auth = LuaStep(client, lua_source("apikey_auth"))
+        self._hset_if_exists = LuaStep(client, lua_source("hset_if_exists"))
 
     @store_call
     async def create(self, owner: str, key_id: str, fields: dict[str, str]) -> None:

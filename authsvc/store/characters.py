@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import redis.asyncio as redis
 
 from . import keys
-from .connection import guarded_lua_source, store_call
+from .connection import LuaStep, guarded_lua_source, store_call
 
 
 class Unauthenticated(Exception):
@@ -47,12 +47,11 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
 
 class CharacterStore:
     def __init__(self, client: redis.Redis) -> None:
-        s = client.register_script
-        self._create = s(guarded_lua_source("character_create"))
-        self._list = s(guarded_lua_source("character_list"))
-        self._get = s(guarded_lua_source("character_get"))
-        self._update = s(guarded_lua_source("character_update"))
-        self._delete = s(guarded_lua_source("character_delete"))
+        self._create = LuaStep(client, guarded_lua_source("character_create"))
+        self._list = LuaStep(client, guarded_lua_source("character_list"))
+        self._get = LuaStep(client, guarded_lua_source("character_get"))
+        self._update = LuaStep(client, guarded_lua_source("character_update"))
+        self._delete = LuaStep(client, guarded_lua_source("character_delete"))
 
     @store_call
     async def create(

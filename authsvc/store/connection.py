@@ -6,14 +6,20 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import ParamSpec, TypeVar
 
 import hiredis
 import redis.asyncio as redis
 from redis import exceptions as rexc
-from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -104,7 +110,149 @@ def create_client(
         timeout=timeout,
         **options,
     )
-    return redis.Redis.from_pool(pool)
+    return _Client.from_pool(pool)
+
+
+class _Client(redis.Redis):
+    """A single-node client whose Lua steps can take the lean path (`ScriptRunner`)."""
+
+    scripts: ScriptRunner
+
+    @classmethod
+    def from_pool(cls, connection_pool):  # type: ignore[override]
+        client = super().from_pool(connection_pool)
+        client.scripts = ScriptRunner(
+            connection_pool, max_connections=connection_pool.max_connections
+        )
+        return client
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await self.scripts.close()
+        await super().aclose(close_connection_pool)
+
+
+class ScriptRunner:
+    """EVALSHA over connections of its own, without redis-py's per-command machinery
+    (pool lock and condition, retry wrapper, observability hooks): ~12 us a call
+    instead of ~37 us on the benchmark machine, a quarter of an authenticated read's
+    whole cost. The connections are redis-py's own (same URL, auth, TLS, parser), so
+    only the bookkeeping is new:
+
+    - at most `max_connections`; more concurrent calls wait for a free one (bounded by
+      the caller's step timeout, as with the main pool);
+    - a connection whose exchange did not finish (an error, a timeout, a cancelled
+      request) is closed, never reused: it may still owe a reply;
+    - a broken connection (the store restarted, a reset) is closed and the step is sent
+      once more on a fresh one, as redis-py's own retry does: every script is written to
+      be safe to run twice (a registration step, a rotation inside its reuse window);
+    - NOSCRIPT (the store restarted or flushed its scripts) loads the script and
+      runs it again, as redis-py does."""
+
+    def __init__(self, pool: redis.ConnectionPool, *, max_connections: int) -> None:
+        self._pool = pool
+        self._max = max_connections
+        self._free: deque[AbstractConnection] = deque()
+        self._open = 0
+        self._waiters: deque[asyncio.Future] = deque()
+
+    async def _acquire(self) -> AbstractConnection:
+        if self._free:
+            return self._free.pop()
+        if self._open < self._max:
+            self._open += 1
+            return self._pool.make_connection()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            conn = await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._hand_on(waiter.result())  # handed over as we were cancelled
+            raise
+        if conn is None:  # a slot freed by a closed connection: open a new one
+            return self._pool.make_connection()
+        return conn
+
+    def _hand_on(self, conn: AbstractConnection | None) -> None:
+        """Give a connection (or, None, the right to open one) to the first live
+        waiter, else keep it."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if conn is None:
+            self._open -= 1
+        else:
+            self._free.append(conn)
+
+    async def _discard(self, conn: AbstractConnection) -> None:
+        self._hand_on(None)
+        await conn.disconnect(nowait=True)
+
+    async def evalsha(self, script, keys: Sequence, args: Sequence):
+        try:
+            packed = [hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))]
+        except TypeError:  # an unusual argument: redis-py's packer and its errors
+            return await script(keys=keys, args=args)
+        reconnected = loaded = False  # each once: a fresh connection, a script load
+        conn = await self._acquire()
+        while True:
+            try:
+                await conn.send_packed_command(packed, check_health=False)
+                reply = await conn.read_response()
+            except rexc.NoScriptError:
+                if loaded:
+                    self._hand_on(conn)
+                    raise
+                loaded = True
+                try:
+                    script.sha = await script.registered_client.script_load(script.script)
+                except BaseException:
+                    self._hand_on(conn)
+                    raise
+                packed = [hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))]
+                continue
+            except rexc.ResponseError:
+                self._hand_on(conn)  # the exchange finished: the script itself failed
+                raise
+            except (rexc.ConnectionError, OSError):
+                if reconnected:
+                    await self._discard(conn)
+                    raise
+                # The same slot, a new socket: redis-py's connection reconnects on send.
+                await conn.disconnect(nowait=True)
+                reconnected = True
+                continue
+            except BaseException:
+                await self._discard(conn)
+                raise
+            self._hand_on(conn)
+            return reply
+
+    async def close(self) -> None:
+        while self._free:
+            await self._free.pop().disconnect()
+        self._open = 0
+
+
+class LuaStep:
+    """A registered script, called like redis-py's (`await step(keys=..., args=...)`),
+    that takes the lean path on a single-node client. Given a pipeline (`client=pipe`)
+    or on a cluster or fake client, it is redis-py's script."""
+
+    def __init__(self, client: redis.Redis, source: str) -> None:
+        self._script = client.register_script(source)
+        self._runner = client.scripts if isinstance(client, _Client) else None
+
+    @property
+    def sha(self) -> str:
+        return self._script.sha
+
+    async def __call__(self, keys: Sequence = (), args: Sequence = (), client=None):
+        if self._runner is None or client is not None:
+            return await self._script(keys=keys, args=args, client=client)
+        return await self._runner.evalsha(self._script, keys, args)
 
 
 COMMAND_TIMEOUT = 2.0  # seconds; create_app sets it from STORE_TIMEOUT

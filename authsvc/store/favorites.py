@@ -17,7 +17,7 @@ import json
 import redis.asyncio as redis
 
 from . import keys
-from .connection import lua_source, store_call
+from .connection import LuaStep, lua_source, store_call
 
 _UUID_END = 14 + 36  # "<13 digits>:" then the uuid
 
@@ -43,10 +43,9 @@ class FavoriteStore:
     def __init__(self, client: redis.Redis, kind: str) -> None:
         self.kind = kind
         self._r = client
-        s = client.register_script
-        self._add = s(lua_source("favorite_add"))
-        self._remove = s(lua_source("favorite_remove"))
-        self._list = s(lua_source("favorite_list"))
+        self._add = LuaStep(client, lua_source("favorite_add"))
+        self._remove = LuaStep(client, lua_source("favorite_remove"))
+        self._list = LuaStep(client, lua_source("favorite_list"))
 
     def _keys(self, user_id: str) -> list[str]:
         return [

@@ -7,7 +7,7 @@ import json
 import redis.asyncio as redis
 
 from . import keys
-from .connection import lua_source, store_call
+from .connection import LuaStep, lua_source, store_call
 
 
 class PreferencesTooLarge(Exception):
@@ -17,7 +17,7 @@ class PreferencesTooLarge(Exception):
 class ProfileStore:
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
-        self._cas = client.register_script(lua_source("string_cas"))
+        self._cas = LuaStep(client, lua_source("string_cas"))
 
     @store_call
     async def profile(self, user_id: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ import asyncio
 import redis.asyncio as redis
 
 from . import keys
-from .connection import lua_source, store_call
+from .connection import LuaStep, lua_source, store_call
 
 KNOWN_IP_TTL_MS = 30 * 86_400_000
 
@@ -16,7 +16,7 @@ KNOWN_IP_TTL_MS = 30 * 86_400_000
 class RateLimitStore:
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
-        self._hit = client.register_script(lua_source("counter_hit"))
+        self._hit = LuaStep(client, lua_source("counter_hit"))
 
     @store_call
     async def peek(self, counters: list[str]) -> list[tuple[int, int]]:

@@ -9,13 +9,13 @@ from collections.abc import Callable
 import redis.asyncio as redis
 
 from . import keys
-from .connection import lua_source, store_call
+from .connection import LuaStep, lua_source, store_call
 
 
 class RbacStore:
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
-        self._cas = client.register_script(lua_source("hash_cas"))
+        self._cas = LuaStep(client, lua_source("hash_cas"))
 
     @store_call
     async def roles(self) -> dict[str, dict]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import redis.asyncio as redis
 
 from . import keys
-from .connection import guarded_lua_source, lua_source, store_call
+from .connection import LuaStep, guarded_lua_source, lua_source, store_call
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +29,12 @@ def _pairs(flat: list[str]) -> dict[str, str]:
 class SessionStore:
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
-        s = client.register_script
-        self._create = s(lua_source("session_create", "_sessions"))
-        self._rotate = s(lua_source("refresh_rotate", "_sessions"))
-        self._revoke = s(lua_source("session_revoke", "_sessions"))
-        self._set_active = s(lua_source("account_set_active", "_sessions"))
-        self._set_password = s(lua_source("password_set", "_sessions", "_link"))
-        self._list = s(guarded_lua_source("session_list"))
+        self._create = LuaStep(client, lua_source("session_create", "_sessions"))
+        self._rotate = LuaStep(client, lua_source("refresh_rotate", "_sessions"))
+        self._revoke = LuaStep(client, lua_source("session_revoke", "_sessions"))
+        self._set_active = LuaStep(client, lua_source("account_set_active", "_sessions"))
+        self._set_password = LuaStep(client, lua_source("password_set", "_sessions", "_link"))
+        self._list = LuaStep(client, guarded_lua_source("session_list"))
 
     @store_call
     async def create(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import redis.asyncio as redis
 
 from . import keys
-from .connection import lua_source, store_call
+from .connection import LuaStep, lua_source, store_call
 
 
 class UserStore:
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
-        self._upsert = client.register_script(lua_source("user_upsert"))
+        self._upsert = LuaStep(client, lua_source("user_upsert"))
 
     @store_call
     async def upsert(self, user_id: str, *, display_name: str, email: str, now_ms: int) -> int:
