@@ -110,6 +110,33 @@ ROLES = "rbac:roles"  # hash: role name -> JSON {permissions, inherits, descript
 RBAC_CHANNEL = "authsvc:rbac"  # pub/sub: role changes, so every process drops its cache
 
 
+# Lex indexes (authsvc/store/lexindex.py): ordered sets of strings, each kept as a
+# directory zset plus bucket zsets small enough to stay listpacks (~40 B a member
+# rather than ~130 in one big skiplist zset). Every key of an index carries the
+# index's name as its hash tag, so one script may touch them all on a cluster.
+
+
+def lex_directory(index: str) -> str:
+    """zset (lex, scores 0): one member "<lower bound>\\0<bucket number>" per bucket of
+    the index, so the bucket holding a string is the last one whose bound <= it."""
+    return f"idx:{{{index}}}"
+
+
+def lex_bucket_prefix(index: str) -> str:
+    """+ bucket number: zset (lex, scores 0), at most lexindex.BUCKET_SIZE members of the
+    index, those from the bucket's lower bound up to the next bucket's."""
+    return f"idx:{{{index}}}:"
+
+
+def lex_bucket(index: str, number: int | str) -> str:
+    return lex_bucket_prefix(index) + str(number)
+
+
+def lex_counter(index: str) -> str:
+    """string counter: the last bucket number handed out (gone with the last bucket)."""
+    return f"idx:{{{index}}}:seq"
+
+
 def role_members(role: str) -> str:
     """zset (all scores 0, ordered by member): ids of the users holding a role. A
     derived index for listing; the user's own roles set is the truth."""
