@@ -18,16 +18,10 @@ local function fill(key, members, from, to)
   redis.call('ZADD', key, unpack(args))
 end
 
-local function split(entry, key, member)
+local function split(key)
   local members = redis.call('ZRANGE', key, 0, -1)
   local n = #members
   local cut = math.floor(n / 2)
-  -- Appending past the end of the last bucket (creation times, sequential names):
-  -- start the new bucket with it alone, so the full one stays full.
-  local is_last = not redis.call('ZRANGEBYLEX', dir, '(' .. entry, '+', 'LIMIT', 0, 1)[1]
-  if is_last and members[n] == member then
-    cut = n - 1
-  end
   -- Rewritten rather than trimmed: a bucket a long member turned into a skiplist
   -- becomes a listpack again once that member has moved or gone.
   redis.call('DEL', key)
@@ -35,12 +29,15 @@ local function split(entry, key, member)
   fill(bucket_key(new_bucket(members[cut + 1])), members, cut + 1, n)
 end
 
+for i = 3, #ARGV do  -- before any write: a script's writes are not undone by an error
+  if string.find(ARGV[i], '\0', 1, true) then
+    return redis.error_reply('lex index members cannot hold NUL')
+  end
+end
+
 local added = 0
 for i = 3, #ARGV do
   local m = ARGV[i]
-  if string.find(m, '\0', 1, true) then
-    return redis.error_reply('lex index members cannot hold NUL')
-  end
   -- Below every bound (an empty index, or its first bucket was dropped): a new first
   -- bucket with the empty bound.
   local entry = bucket_of(m) or new_bucket('')
@@ -48,7 +45,7 @@ for i = 3, #ARGV do
   if redis.call('ZADD', key, 0, m) == 1 then
     added = added + 1
     if redis.call('ZCARD', key) > size then
-      split(entry, key, m)
+      split(key)
     end
   end
 end
