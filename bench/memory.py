@@ -69,12 +69,20 @@ def families() -> list[tuple[str, re.Pattern]]:
         ("user:{id}:followers", keys.followers(_ID)),
         ("user:{sub}", keys.user_record(_ID)),
         ("audit:events (stream)", keys.AUDIT_STREAM),
-        ("idx:users:created", keys.USERS_BY_CREATED),
-        ("idx:users:username", keys.USERS_BY_USERNAME),
-        ("idx:users:email", keys.USERS_BY_EMAIL),
         ("rbac:roles", keys.ROLES),
-        ("rbac:members:<role>", keys.role_members(_PART)),
     ]
+    # Lex indexes: directory, bucket counter, then buckets (whose numbers match `_PART`).
+    for name, index in (
+        ("users:created", keys.USERS_BY_CREATED),
+        ("users:username", keys.USERS_BY_USERNAME),
+        ("users:email", keys.USERS_BY_EMAIL),
+        ("rbac:members:<role>", keys.role_members(_PART)),
+    ):
+        out += [
+            (f"idx:{{{name}}} (directory)", keys.lex_directory(index)),
+            (f"idx:{{{name}}}:seq", keys.lex_counter(index)),
+            (f"idx:{{{name}}}:<n> (buckets)", keys.lex_bucket(index, _PART)),
+        ]
     for kind, name in kinds:
         out += [
             (f"fav:{{id}}:{name}:by_target", keys.favorites_by_target(_ID, kind)),

@@ -69,15 +69,24 @@ async def data_keys(store) -> list[str]:
     return sorted(shapes)
 
 
-# What one registered account leaves in the store.
+# What one registered account leaves in the store (each lex index: directory, first
+# bucket, bucket counter).
 ONE_ACCOUNT = [
     "account:email:*",
     "account:username:*",
     "account:{*}",
-    "idx:users:created",
-    "idx:users:email",
-    "idx:users:username",
-    "rbac:members:user",
+    "idx:{rbac:members:user}",
+    "idx:{rbac:members:user}:1",
+    "idx:{rbac:members:user}:seq",
+    "idx:{users:created}",
+    "idx:{users:created}:1",
+    "idx:{users:created}:seq",
+    "idx:{users:email}",
+    "idx:{users:email}:1",
+    "idx:{users:email}:seq",
+    "idx:{users:username}",
+    "idx:{users:username}:1",
+    "idx:{users:username}:seq",
     "user:{*}:roles",
 ]
 

@@ -16,6 +16,8 @@ import pytest
 from authsvc.app_keys import SERVICES
 from authsvc.audit import Audit, AuditReader, activity_member
 from authsvc.docs import permission_table
+from authsvc.store import keys
+from authsvc.store.lexindex import LexIndexes
 from authsvc.verify import InvalidToken, verify_token
 
 from .conftest import SECRET
@@ -199,13 +201,15 @@ async def test_admin_delete_cascades_through_the_account(http, store):
     left = [k async for k in store.scan_iter(match=f"*{tag}*")]
     assert left == [], left
     assert await store.get(f"account:username:{user['username'].lower()}") is None
+    lex = LexIndexes(store)
     for index in (
-        "idx:users:created",
-        "idx:users:username",
-        "idx:users:email",
-        "rbac:members:user",
+        keys.USERS_BY_CREATED,
+        keys.USERS_BY_USERNAME,
+        keys.USERS_BY_EMAIL,
+        keys.role_members("user"),
     ):
-        members = await store.zrange(index, 0, -1)
+        members = await lex.range(index, limit=1000)
+        assert members, index  # the admin is still listed
         assert not any(str(user["id"]) in m for m in members), index
     assert (await http.get("/characters", headers=auth)).status == 401
     assert (await http.delete(f"/api/v1/admin/users/{user['id']}", headers=admin)).status == 404

@@ -9,6 +9,7 @@ from authsvc.normalize import email_lc
 from authsvc.store import keys
 from authsvc.store.accounts import PENDING_TIMEOUT_MS, AccountStore, NewAccount
 from authsvc.store.check import check
+from authsvc.store.lexindex import LexIndexes
 
 from .helpers import ONE_ACCOUNT, data_keys, error_of, login, new_user, register
 
@@ -168,9 +169,11 @@ async def test_abandoned_registration_releases_its_claims(store):
         "account:email:*",
         "account:username:*",
         "account:{*}",
-        "idx:users:created",
-        "idx:users:email",
-        "idx:users:username",
+        *(
+            f"idx:{{users:{i}}}{part}"
+            for i in ("created", "email", "username")
+            for part in ("", ":1", ":seq")
+        ),
     ]
 
 
@@ -204,17 +207,38 @@ async def test_check_reports_and_fixes_leftovers(http, store):
 async def test_check_repairs_the_derived_indexes(http, store):
     user = await register(http)
     aid = str(user["id"])
-    for key in ("idx:users:username", "rbac:members:user"):  # a crash lost these
-        await store.delete(key)
-    await store.zadd("idx:users:email", {"ghost@example.com 999": 0})  # names no account
-    await store.zadd("rbac:members:admin", {aid: 0})  # a role the user does not hold
+    lex = LexIndexes(store)
+    name_entry = f"{user['username'].lower()}:{aid}"
+    await lex.remove(keys.USERS_BY_USERNAME, name_entry)  # a crash lost these
+    await lex.remove(keys.role_members("user"), aid)
+    await lex.add(keys.USERS_BY_EMAIL, "ghost@example.com 999")  # names no account
+    await lex.add(keys.role_members("admin"), aid)  # a role the user does not hold
     now = int(time.time() * 1000)
     report = await check(store, fix=True, now_ms=now)
     text = "\n".join(report.problems)
-    assert "missing from idx:users:username" in text and "rbac:members:user" in text
+    assert "missing from idx:{users:username}" in text and "idx:{rbac:members:user}" in text
     assert "ghost@example.com" in text and "does not hold the role" in text
+    assert report.fixed == 4
     assert (await check(store, fix=False, now_ms=now)).problems == []
-    assert await store.zrange("rbac:members:user", 0, -1) == [aid]
-    assert await store.zrange("rbac:members:admin", 0, -1) == []
-    members = await store.zrange("idx:users:username", 0, -1)
-    assert members == [f"{user['username'].lower()}:{aid}"]
+    assert await lex.range(keys.role_members("user"), limit=10) == [aid]
+    assert await lex.range(keys.role_members("admin"), limit=10) == []
+    assert await lex.range(keys.USERS_BY_USERNAME, limit=10) == [name_entry]
+    assert await lex.range(keys.USERS_BY_EMAIL, limit=10) == [f"{user['email'].lower()} {aid}"]
+
+
+async def test_check_walks_the_indexes_a_page_at_a_time(http, store):
+    for _ in range(5):
+        await register(http)
+    lex = LexIndexes(store)
+    created = await lex.range(keys.USERS_BY_CREATED, limit=10)
+    names = await lex.range(keys.USERS_BY_USERNAME, limit=10)
+    # Entries naming no account between the real ones, and real ones lost.
+    ghosts = [f"{int(m[:13]) + 1:013d}:9{i}" for i, m in enumerate(created)]
+    await lex.add(keys.USERS_BY_CREATED, *ghosts)
+    await lex.remove(keys.USERS_BY_USERNAME, *names[1::2])
+    now = int(time.time() * 1000)
+    report = await check(store, fix=True, now_ms=now, batch=2)
+    assert report.fixed == len(ghosts) + len(names[1::2]), report.problems
+    assert (await check(store, fix=False, now_ms=now, batch=2)).problems == []
+    assert await lex.range(keys.USERS_BY_CREATED, limit=20) == created
+    assert await lex.range(keys.USERS_BY_USERNAME, limit=20) == names

@@ -25,6 +25,7 @@ import redis.asyncio as redis
 from .. import normalize
 from . import connection, keys
 from .connection import OUTAGE_ERRORS, LuaStep, guarded_lua_source, lua_source, store_call
+from .lexindex import LexIndexes
 
 PENDING_TIMEOUT_MS = 60_000
 
@@ -70,6 +71,7 @@ class AccountStore:
         self._verify_email = LuaStep(client, lua_source("email_verify", "_link"))
         self._delete = LuaStep(client, lua_source("account_delete", "_sessions"))
         self._set_identity = LuaStep(client, lua_source("account_set_identity"))
+        self._lex = LexIndexes(client)
 
     @store_call
     async def create(self, acc: NewAccount, *, now_ms: int) -> bool:
@@ -208,35 +210,28 @@ class AccountStore:
         roles: tuple[str, ...] = (),
     ) -> None:
         """Add the account to the admin listing indexes (derived; after activation)."""
-        pipe = self._r.pipeline(transaction=False)
-        for role in roles:
-            pipe.zadd(keys.role_members(role), {aid: 0})
-        pipe.zadd(keys.USERS_BY_CREATED, {f"{created_ms:013d}:{aid}": 0})
-        pipe.zadd(keys.USERS_BY_USERNAME, {f"{username_lc}:{aid}": 0})
-        pipe.zadd(keys.USERS_BY_EMAIL, {f"{email_lc} {aid}": 0})
-        await pipe.execute()
+        await self._lex.add_each(
+            [
+                *((keys.role_members(role), aid) for role in roles),
+                *keys.listing_entries(aid, username_lc, email_lc, created_ms),
+            ]
+        )
 
     @store_call
     async def unindex(self, aid: str, username_lc: str, email_lc: str, created_ms: int) -> None:
-        pipe = self._r.pipeline(transaction=False)
-        pipe.zrem(keys.USERS_BY_CREATED, f"{created_ms:013d}:{aid}")
-        pipe.zrem(keys.USERS_BY_USERNAME, f"{username_lc}:{aid}")
-        pipe.zrem(keys.USERS_BY_EMAIL, f"{email_lc} {aid}")
-        await pipe.execute()
+        await self._lex.remove_each(keys.listing_entries(aid, username_lc, email_lc, created_ms))
 
     @store_call
     async def page_by_created(self, *, cursor: str, limit: int) -> list[str]:
         """Members "<created_ms, 13 digits>:<id>", newest first, after `cursor`."""
-        high = f"({cursor}" if cursor else "+"
-        return await self._r.zrevrangebylex(keys.USERS_BY_CREATED, high, "-", 0, limit)
+        return await self._lex.page(keys.USERS_BY_CREATED, after=cursor, reverse=True, limit=limit)
 
     @store_call
     async def page_by_prefix(
         self, index: str, prefix: str, *, cursor: str, limit: int
     ) -> list[str]:
         """Index members starting with `prefix`, in order, after `cursor` (a member)."""
-        start = f"({cursor}" if cursor else f"[{prefix}"
-        return await self._r.zrangebylex(index, start, f"[{prefix}\xff", 0, limit)
+        return await self._lex.page(index, prefix=prefix, after=cursor, limit=limit)
 
     @store_call
     async def get_many(self, ids: list[str]) -> list[dict[str, str]]:
@@ -287,9 +282,12 @@ class AccountStore:
         if new_claim != old_claim:
             await self._claim_release(keys=[old_claim], args=[account_id])
         acc = await self._r.hgetall(keys.account(account_id))
-        pipe = self._r.pipeline(transaction=False)
         index = keys.USERS_BY_USERNAME if field == "username" else keys.USERS_BY_EMAIL
         sep = ":" if field == "username" else " "
-        pipe.zrem(index, f"{norm(old)}{sep}{account_id}")
-        pipe.zadd(index, {f"{norm(acc.get(field, new))}{sep}{account_id}": 0})
-        await pipe.execute()
+        stale, current = (
+            f"{norm(old)}{sep}{account_id}",
+            f"{norm(acc.get(field, new))}{sep}{account_id}",
+        )
+        if stale != current:  # in this order: a case-only change keeps its entry
+            await self._lex.remove(index, stale)
+        await self._lex.add(index, current)

@@ -1,7 +1,8 @@
-"""`authsvc check`: walk the key layout with SCAN (in batches, safe on a live store)
-and report, or with fix=True repair, what a crash or an old bug can leave behind.
-Every repair is a compare-and-set, so it never undoes a concurrent legitimate write
-(the followers', which span two slots, re-read the truth just before writing)."""
+"""`authsvc check`: walk the key layout with SCAN and the lex indexes page by page (in
+batches, safe on a live store) and report, or with fix=True repair, what a crash or an
+old bug can leave behind. Every repair is a compare-and-set or an idempotent index
+step, so it never undoes a concurrent legitimate write (the followers', which span two
+slots, re-read the truth just before writing)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ..normalize import email_lc, username_lc
 from . import keys
 from .accounts import PENDING_TIMEOUT_MS
 from .connection import lua_source
+from .lexindex import LexIndexes
 
 
 @dataclass
@@ -49,6 +51,7 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
     report = Report()
     release = client.register_script(lua_source("claim_release"))
     abandon = client.register_script(lua_source("account_abandon"))
+    lex = LexIndexes(client)
     cutoff = now_ms - PENDING_TIMEOUT_MS
 
     # Claims: each must name a live account whose normalised value matches the claim.
@@ -84,6 +87,7 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
         pipe = client.pipeline(transaction=False)
         for key in accts:
             pipe.hmget(key, "pending", "created_at", "username", "email", *LINK_FIELDS)
+        live: list[tuple[str, int, str, str]] = []
         for key, (pending, created, username, email, *links) in zip(
             accts, await pipe.execute(), strict=True
         ):
@@ -95,18 +99,11 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
             elif pending != "1" and created is not None:
                 aid = keys.account_id_of(key)
                 await _check_claimed(client, report, fix, aid, username or "", email or "")
-                await _check_listed(
-                    client,
-                    report,
-                    fix,
-                    aid,
-                    int(created),
-                    username or "",
-                    email or "",
-                )
+                live.append((aid, int(created), username or "", email or ""))
+        await _check_listed(client, lex, report, fix, live)
 
     # The derived indexes: no entry may name a missing account or a role not held.
-    await _check_indexes(client, report, fix, batch)
+    await _check_indexes(client, lex, report, fix, batch)
 
     await _check_followers(client, report, fix, batch)
 
@@ -211,56 +208,72 @@ async def _check_claimed(
 
 async def _check_listed(
     client: redis.Redis,
+    lex: LexIndexes,
     report: Report,
     fix: bool,
-    aid: str,
-    created: int,
-    username: str,
-    email: str,
+    live: list[tuple[str, int, str, str]],
 ) -> None:
-    """A live account must be in the admin listing indexes and its roles' member sets."""
-    wanted = (
-        (keys.USERS_BY_CREATED, f"{created:013d}:{aid}"),
-        (keys.USERS_BY_USERNAME, f"{username_lc(username)}:{aid}"),
-        (keys.USERS_BY_EMAIL, f"{email_lc(email)} {aid}"),
-        *((keys.role_members(r), aid) for r in await client.smembers(keys.user_roles(aid))),
-    )
+    """Live accounts (id, created, username, email) must be in the admin listing
+    indexes and their roles' member indexes."""
     pipe = client.pipeline(transaction=False)
-    for index, member in wanted:
-        pipe.zscore(index, member)
-    for (index, member), score in zip(wanted, await pipe.execute(), strict=True):
-        if score is None:
-            report.add(f"account {aid} missing from {index}")
-            if fix:
-                report.fixed += await client.zadd(index, {member: 0})
+    for aid, *_ in live:
+        pipe.smembers(keys.user_roles(aid))
+    wanted: list[tuple[str, tuple[str, str]]] = []  # (account, (index, member))
+    for (aid, created, username, email), roles in zip(live, await pipe.execute(), strict=True):
+        entries = keys.listing_entries(aid, username_lc(username), email_lc(email), created)
+        wanted += [(aid, entry) for entry in entries]
+        wanted += [(aid, (keys.role_members(role), aid)) for role in sorted(roles)]
+    there = await lex.contains_each(entry for _, entry in wanted)
+    missing = [(aid, entry) for (aid, entry), ok in zip(wanted, there, strict=True) if not ok]
+    for aid, (index, _) in missing:
+        report.add(f"account {aid} missing from {keys.lex_directory(index)}")
+    if fix and missing:
+        report.fixed += sum(await lex.add_each(entry for _, entry in missing))
 
 
-async def _check_indexes(client: redis.Redis, report: Report, fix: bool, size: int) -> None:
-    def account_of(index: str, member: str) -> str:
-        if index == keys.USERS_BY_EMAIL:
-            return member.rsplit(" ", 1)[-1]
-        return member.rsplit(":", 1)[-1] if index != keys.USERS_BY_CREATED else member[14:]
+async def _pages(lex: LexIndexes, index: str, size: int) -> AsyncIterator[list[str]]:
+    """The index's members, a bounded read at a time (the cursor survives removals)."""
+    after = ""
+    while page := await lex.page(index, after=after, limit=size):
+        yield page
+        after = page[-1]
 
+
+async def _check_indexes(
+    client: redis.Redis, lex: LexIndexes, report: Report, fix: bool, size: int
+) -> None:
     for index in (keys.USERS_BY_CREATED, keys.USERS_BY_USERNAME, keys.USERS_BY_EMAIL):
-        async for member, _ in client.zscan_iter(index, count=size):
-            aid = account_of(index, member)
-            acc = await client.hmget(keys.account(aid), "created_at", "username", "email")
-            expected = {
-                keys.USERS_BY_CREATED: f"{int(acc[0]):013d}:{aid}" if acc[0] else None,
-                keys.USERS_BY_USERNAME: f"{username_lc(acc[1])}:{aid}" if acc[1] else None,
-                keys.USERS_BY_EMAIL: f"{email_lc(acc[2])} {aid}" if acc[2] else None,
-            }[index]
-            if member != expected:
-                report.add(f"{index} lists {member!r}, which names no such account")
-                if fix:
-                    report.fixed += await client.zrem(index, member)
-    async for members_key in client.scan_iter(match="rbac:members:*", count=size):
-        role = members_key.split(":", 2)[2]
-        async for uid, _ in client.zscan_iter(members_key, count=size):
-            if not await client.sismember(keys.user_roles(uid), role):
-                report.add(f"{members_key} lists {uid}, who does not hold the role")
-                if fix:
-                    report.fixed += await client.zrem(members_key, uid)
+        async for members in _pages(lex, index, size):
+            pipe = client.pipeline(transaction=False)
+            for member in members:
+                aid = keys.listed_account(index, member)
+                pipe.hmget(keys.account(aid), "created_at", "username", "email")
+            stale = []
+            for member, (created, username, email) in zip(
+                members, await pipe.execute(), strict=True
+            ):
+                aid = keys.listed_account(index, member)
+                if created and username and email:
+                    lc = (username_lc(username), email_lc(email))
+                    if (index, member) in keys.listing_entries(aid, *lc, int(created)):
+                        continue
+                stale.append(member)
+                where = keys.lex_directory(index)
+                report.add(f"{where} lists {member!r}, which names no such account")
+            if fix and stale:
+                report.fixed += await lex.remove(index, *stale)
+    async for directory in client.scan_iter(match=keys.ROLE_MEMBERS_GLOB, count=size):
+        role = keys.role_of_members_directory(directory)
+        index = keys.role_members(role)
+        async for uids in _pages(lex, index, size):
+            pipe = client.pipeline(transaction=False)
+            for uid in uids:
+                pipe.sismember(keys.user_roles(uid), role)
+            stale = [uid for uid, held in zip(uids, await pipe.execute(), strict=True) if not held]
+            for uid in stale:
+                report.add(f"{directory} lists {uid}, who does not hold the role")
+            if fix and stale:
+                report.fixed += await lex.remove(index, *stale)
 
 
 async def _check_followers(client: redis.Redis, report: Report, fix: bool, size: int) -> None:

@@ -112,17 +112,69 @@ ROLES = "rbac:roles"  # hash: role name -> JSON {permissions, inherits, descript
 RBAC_CHANNEL = "authsvc:rbac"  # pub/sub: role changes, so every process drops its cache
 
 
+# Lex indexes (authsvc/store/lexindex.py): ordered sets of strings, each kept as a
+# directory zset plus bucket zsets small enough to stay listpacks (~40 B a member
+# rather than ~130 in one big skiplist zset). Every key of an index carries the
+# index's name as its hash tag, so one script may touch them all on a cluster.
+
+
+def lex_directory(index: str) -> str:
+    """zset (lex, scores 0): one member "<lower bound>\\0<bucket number>" per bucket of
+    the index, so the bucket holding a string is the last one whose bound <= it."""
+    return f"idx:{{{index}}}"
+
+
+def lex_bucket_prefix(index: str) -> str:
+    """+ bucket number: zset (lex, scores 0), at most lexindex.BUCKET_SIZE members of the
+    index, those from the bucket's lower bound up to the next bucket's."""
+    return f"idx:{{{index}}}:"
+
+
+def lex_bucket(index: str, number: int | str) -> str:
+    return lex_bucket_prefix(index) + str(number)
+
+
+def lex_counter(index: str) -> str:
+    """string counter: the last bucket number handed out (gone with the last bucket)."""
+    return f"idx:{{{index}}}:seq"
+
+
 def role_members(role: str) -> str:
-    """zset (all scores 0, ordered by member): ids of the users holding a role. A
-    derived index for listing; the user's own roles set is the truth."""
+    """Lex index: ids of the users holding a role. Derived, for listing; the user's own
+    roles set is the truth."""
     return f"rbac:members:{role}"
 
 
-# Derived indexes for the admin listing (no keyspace scans). Each is rebuilt from the
+ROLE_MEMBERS_GLOB = lex_directory(role_members("*"))  # the directories, for `check`
+
+
+def role_of_members_directory(key: str) -> str:
+    """The role whose members index `key` (a ROLE_MEMBERS_GLOB match) is the directory of."""
+    head = lex_directory(role_members(""))[:-1]  # "idx:{rbac:members:"
+    return key[len(head) : -1]
+
+
+# Lex indexes for the admin listing (no keyspace scans). Each is rebuilt from the
 # account hashes by `authsvc check --fix` if a crash left it behind.
-USERS_BY_CREATED = "idx:users:created"  # zset, scores 0: "<created_ms:013d>:<id>" (lex)
-USERS_BY_USERNAME = "idx:users:username"  # zset, scores 0: "<username_lc>:<id>" (lex)
-USERS_BY_EMAIL = "idx:users:email"  # zset, scores 0: "<email_lc> <id>" (lex)
+USERS_BY_CREATED = "users:created"  # "<created_ms:013d>:<id>"
+USERS_BY_USERNAME = "users:username"  # "<username_lc>:<id>"
+USERS_BY_EMAIL = "users:email"  # "<email_lc> <id>"
+
+
+def listing_entries(
+    aid: str, username_lc: str, email_lc: str, created_ms: int
+) -> tuple[tuple[str, str], ...]:
+    """(index, member): where a live account is listed."""
+    return (
+        (USERS_BY_CREATED, f"{created_ms:013d}:{aid}"),
+        (USERS_BY_USERNAME, f"{username_lc}:{aid}"),
+        (USERS_BY_EMAIL, f"{email_lc} {aid}"),
+    )
+
+
+def listed_account(index: str, member: str) -> str:
+    """The account id a member of a listing index names (the inverse of the above)."""
+    return member.rsplit(" " if index == USERS_BY_EMAIL else ":", 1)[-1]
 
 
 def user_record(user_id: int | str) -> str:

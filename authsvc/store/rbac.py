@@ -10,12 +10,14 @@ import redis.asyncio as redis
 
 from . import keys
 from .connection import LuaStep, lua_source, store_call
+from .lexindex import LexIndexes
 
 
 class RbacStore:
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
         self._cas = LuaStep(client, lua_source("hash_cas"))
+        self._lex = LexIndexes(client)
 
     @store_call
     async def roles(self) -> dict[str, dict]:
@@ -53,26 +55,22 @@ class RbacStore:
         # The user's set is the truth; the members index follows (a crash between the
         # two is repaired by `authsvc check --fix`).
         added = await self._r.sadd(keys.user_roles(user_id), role)
-        await self._r.zadd(keys.role_members(role), {user_id: 0})
+        await self._lex.add(keys.role_members(role), user_id)
         return bool(added)
 
     @store_call
     async def revoke(self, user_id: str, role: str) -> bool:
         removed = await self._r.srem(keys.user_roles(user_id), role)
-        await self._r.zrem(keys.role_members(role), user_id)
+        await self._lex.remove(keys.role_members(role), user_id)
         return bool(removed)
 
     @store_call
     async def index_member(self, user_id: str, roles: list[str]) -> None:
-        pipe = self._r.pipeline(transaction=False)
-        for role in roles:
-            pipe.zadd(keys.role_members(role), {user_id: 0})
-        await pipe.execute()
+        await self._lex.add_each((keys.role_members(role), user_id) for role in roles)
 
     @store_call
     async def members(self, role: str, *, after: str, limit: int) -> list[str]:
-        start = f"({after}" if after else "-"
-        return await self._r.zrangebylex(keys.role_members(role), start, "+", 0, limit)
+        return await self._lex.page(keys.role_members(role), after=after, limit=limit)
 
     @store_call
     async def publish_change(self, what: str) -> None:
