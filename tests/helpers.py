@@ -87,7 +87,6 @@ ONE_ACCOUNT = [
     "idx:{users:username}",
     "idx:{users:username}:1",
     "idx:{users:username}:seq",
-    "user:{*}:roles",
 ]
 
 

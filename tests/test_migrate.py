@@ -10,6 +10,7 @@ import re
 import time
 
 from authsvc.app_keys import SERVICES
+from authsvc.store import keys
 from authsvc.store.migrate import migrate
 
 from .helpers import login, register
@@ -115,3 +116,46 @@ async def test_migrate_keeps_a_newer_link_and_ignores_a_fresh_store(http, store)
     assert (await migrate(store, now_ms=NOW_MS)).moved == {"verify_links": 1}
     assert await store.hget(account, "verify_link") == newer  # the newest link wins
     assert not await store.exists(f"{account}:verify")
+
+
+async def test_migrate_moves_roles_and_the_admin_indexes(http, store):
+    """Roles in a set per account and the admin indexes as plain zsets (the layout
+    before): afterwards the admin listing, the role's members and the user's roles
+    answer as before, and the old keys are gone."""
+    from .test_rbac_admin import make_admin
+
+    admin_user, admin = await make_admin(http)
+    user = await register(http)
+    uid = str(user["id"])
+    # Rewrite both accounts' roles and every index entry the old way.
+    for account_id in (uid, str(admin_user["id"])):
+        held = (await store.hget(f"account:{{{account_id}}}", "roles")).split()
+        await store.hdel(f"account:{{{account_id}}}", "roles")
+        await store.sadd(f"user:{{{account_id}}}:roles", *held)
+        for role in held:
+            await store.zadd(f"rbac:members:{role}", {account_id: 0})
+        acc = await store.hgetall(f"account:{{{account_id}}}")
+        for index, member in keys.listing_entries(
+            account_id, acc["username"].lower(), acc["email"].lower(), int(acc["created_at"])
+        ):
+            await store.zadd(f"idx:{index}", {member: 0})
+    for key in [k async for k in store.scan_iter(match="idx:{*")]:
+        await store.delete(key)
+
+    report = await migrate(store, now_ms=NOW_MS)
+    assert report.moved == {"role sets": 2, "index entries": 9}  # 3 x 2 listings + 3 roles
+    assert await store.hget(f"account:{{{uid}}}", "roles") == "user"
+    assert await store.hget(f"account:{{{admin_user['id']}}}", "roles") == "admin user"
+    assert not [k async for k in store.scan_iter(match="user:{*}:roles")]
+    assert not [k async for k in store.scan_iter(match="idx:users:*")]
+    assert not [k async for k in store.scan_iter(match="rbac:members:*")]
+
+    listed = await (
+        await http.get(f"/api/v1/admin/users?username={user['username']}", headers=admin)
+    ).json()
+    assert [u["id"] for u in listed["items"]] == [user["id"]]
+    members = await (await http.get("/api/v1/admin/roles/user/users", headers=admin)).json()
+    assert sorted(members["items"]) == sorted([uid, str(admin_user["id"])])
+    one = await (await http.get(f"/api/v1/admin/users/{uid}", headers=admin)).json()
+    assert one["roles"] == ["user"]
+    assert (await migrate(store, now_ms=NOW_MS)).moved == {}

@@ -240,3 +240,17 @@ async def test_check_walks_large_follow_sets_in_batches(store):
     assert not await store.exists(keys.followers("7"))
     assert await store.zscore(keys.followers("399"), "7") == 2399
     assert (await check(store, fix=False, now_ms=now, batch=50)).problems == []
+
+
+async def test_follows_in_one_millisecond_keep_their_order(make_client, store):
+    http = await make_client(clock=lambda: 1_800_000_000.0)
+    fan, auth = await auth_of(http, "fan")
+    targets = [(await auth_of(http, f"star{i}"))[0] for i in range(4)]
+    for target in targets:
+        assert (await http.post(f"/api/v1/social/follow/{target['id']}", headers=auth)).ok
+    page = await (await http.get("/api/v1/social/following", headers=auth)).json()
+    assert [i["user_id"] for i in page["items"]] == [str(t["id"]) for t in reversed(targets)]
+    # Each target's followers entry carries the same time as the follow.
+    for target in targets:
+        since = await store.zscore(f"user:{{{fan['id']}}}:following", str(target["id"]))
+        assert await store.zscore(f"user:{{{target['id']}}}:followers", str(fan["id"])) == since

@@ -217,12 +217,12 @@ async def _check_listed(
     indexes and their roles' member indexes."""
     pipe = client.pipeline(transaction=False)
     for aid, *_ in live:
-        pipe.smembers(keys.user_roles(aid))
+        pipe.hget(keys.account(aid), keys.ROLES_FIELD)
     wanted: list[tuple[str, tuple[str, str]]] = []  # (account, (index, member))
     for (aid, created, username, email), roles in zip(live, await pipe.execute(), strict=True):
         entries = keys.listing_entries(aid, username_lc(username), email_lc(email), created)
         wanted += [(aid, entry) for entry in entries]
-        wanted += [(aid, (keys.role_members(role), aid)) for role in sorted(roles)]
+        wanted += [(aid, (keys.role_members(role), aid)) for role in (roles or "").split()]
     there = await lex.contains_each(entry for _, entry in wanted)
     missing = [(aid, entry) for (aid, entry), ok in zip(wanted, there, strict=True) if not ok]
     for aid, (index, _) in missing:
@@ -268,8 +268,15 @@ async def _check_indexes(
         async for uids in _pages(lex, index, size):
             pipe = client.pipeline(transaction=False)
             for uid in uids:
-                pipe.sismember(keys.user_roles(uid), role)
-            stale = [uid for uid, held in zip(uids, await pipe.execute(), strict=True) if not held]
+                if keys.is_local(uid):
+                    pipe.hget(keys.account(uid), keys.ROLES_FIELD)
+                else:
+                    pipe.sismember(keys.user_roles(uid), role)
+            held = [
+                role in (h or "").split() if keys.is_local(uid) else bool(h)
+                for uid, h in zip(uids, await pipe.execute(), strict=True)
+            ]
+            stale = [uid for uid, ok in zip(uids, held, strict=True) if not ok]
             for uid in stale:
                 report.add(f"{directory} lists {uid}, who does not hold the role")
             if fix and stale:

@@ -25,8 +25,8 @@ AUDIT_STREAM = "audit:events"  # stream: security events, trimmed by age (authsv
 
 
 def account(account_id: int | str) -> str:
-    """hash: the account (id, username, email, password, created_at, ..., and the
-    pending links VERIFY_LINK / RESET_LINK)."""
+    """hash: the account (id, username, email, password, created_at, ..., its roles
+    ROLES_FIELD, and the pending links VERIFY_LINK / RESET_LINK)."""
     return f"account:{{{account_id}}}"
 
 
@@ -101,10 +101,19 @@ VERIFY_LINK = "verify_link"
 RESET_LINK = "reset_link"
 
 
+# The account hash field holding a local account's roles, space-separated and sorted
+# (written at registration and by `roles_change.lua`).
+ROLES_FIELD = "roles"
+
+
+def is_local(user_id: int | str) -> bool:
+    """A local account's id is decimal; an external (Keycloak) user's is its `sub`."""
+    return str(user_id).isdigit()
+
+
 def user_roles(user_id: int | str) -> str:
-    """set: the roles granted to a user (local account or Keycloak user). For a local
-    account it shares the account's slot and is written with it at registration; the
-    account scripts derive this name from `account:{A}`: keep them in step."""
+    """set: the roles granted to an external (Keycloak) user, who has no account hash.
+    A local account's roles are its hash's ROLES_FIELD."""
     return f"user:{{{user_id}}}:roles"
 
 

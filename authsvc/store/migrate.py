@@ -8,7 +8,10 @@ script, so it is safe on a live store, and running it again changes nothing:
 - favorites: one hash per favorite folds into the kind's `by_target` hash, and the
   index is rebuilt on target ids;
 - links: `account:{id}:verify` / `:reset` keys become the account's `verify_link` /
-  `reset_link` fields, keeping the token's digest and the time it had left.
+  `reset_link` fields, keeping the token's digest and the time it had left;
+- roles: a local account's `user:{id}:roles` set becomes its hash's `roles` field;
+- indexes: the admin listing and role-member zsets (`idx:users:*`, `rbac:members:*`)
+  are copied into the bucketed lex indexes, then dropped.
 """
 
 from __future__ import annotations
@@ -21,9 +24,17 @@ import redis.asyncio as redis
 
 from . import keys
 from .connection import lua_source
+from .lexindex import LexIndexes
 
 OLD_ACTIVITY_GLOB = "user:{*}:activity"
 OLD_FAVORITES_GLOB = "fav:{*}:*:by_target"
+OLD_ROLES_GLOB = "user:{*}:roles"
+OLD_INDEXES = {
+    "idx:users:created": keys.USERS_BY_CREATED,
+    "idx:users:username": keys.USERS_BY_USERNAME,
+    "idx:users:email": keys.USERS_BY_EMAIL,
+}
+OLD_MEMBERS_GLOB = "rbac:members:*"
 OLD_LINK_GLOBS = (("account:{*}:verify", keys.VERIFY_LINK), ("account:{*}:reset", keys.RESET_LINK))
 _OLD_FAVORITE_RECORD = re.compile(r"fav:\{[^}]+\}:[^:]+:[0-9a-f-]{36}\Z")
 
@@ -50,6 +61,8 @@ async def migrate(client: redis.Redis, *, now_ms: int, batch: int = 500) -> Migr
     activity = client.register_script(lua_source("migrate_activity"))
     favorites = client.register_script(lua_source("migrate_favorites"))
     link = client.register_script(lua_source("migrate_link"))
+    roles = client.register_script(lua_source("migrate_roles"))
+    lex = LexIndexes(client)
 
     async for key in client.scan_iter(match=OLD_ACTIVITY_GLOB, count=batch):
         report.scanned += 1
@@ -81,4 +94,24 @@ async def migrate(client: redis.Redis, *, now_ms: int, batch: int = 500) -> Migr
             report.count(
                 f"{field_name}s", await link(keys=[account, key], args=[field_name, value])
             )
+
+    async for key in client.scan_iter(match=OLD_ROLES_GLOB, count=batch):
+        uid = keys.account_id_of(key) or ""
+        if keys.is_local(uid):  # an external user's roles stay a set
+            report.scanned += 1
+            moved = await roles(keys=[keys.account(uid), key])
+            if moved >= 0:
+                report.count("role sets", 1)
+
+    old_indexes = dict(OLD_INDEXES)
+    async for key in client.scan_iter(match=OLD_MEMBERS_GLOB, count=batch):
+        old_indexes[key] = keys.role_members(key.removeprefix("rbac:members:"))
+    for old, index in old_indexes.items():
+        if await client.type(old) != "zset":
+            continue
+        report.scanned += 1
+        members = [m async for m, _ in client.zscan_iter(old, count=batch)]
+        for i in range(0, len(members), batch):
+            report.count("index entries", await lex.add(index, *members[i : i + batch]))
+        await client.delete(old)
     return report

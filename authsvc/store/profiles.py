@@ -18,6 +18,7 @@ class ProfileStore:
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
         self._cas = LuaStep(client, lua_source("string_cas"))
+        self._follow = LuaStep(client, lua_source("follow_add"))
 
     @store_call
     async def profile(self, user_id: str) -> dict[str, str]:
@@ -63,9 +64,10 @@ class ProfileStore:
 
     @store_call
     async def follow(self, user_id: str, target: str, now_ms: int) -> bool:
-        # The follower's own set is the truth; the target's followers set follows it.
-        added = await self._r.zadd(keys.following(user_id), {target: now_ms}, nx=True)
-        await self._r.zadd(keys.followers(target), {user_id: now_ms}, nx=True)
+        # The follower's own set is the truth; the target's followers set follows it,
+        # with the same score (`authsvc check` compares them).
+        added, score = await self._follow(keys=[keys.following(user_id)], args=[target, now_ms])
+        await self._r.zadd(keys.followers(target), {user_id: int(float(score))}, nx=True)
         return bool(added)
 
     @store_call

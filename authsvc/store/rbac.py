@@ -1,5 +1,6 @@
-"""Roles (one hash of definitions, changed with WATCH/MULTI so concurrent edits cannot
-create a cycle or lose each other), user role sets, and the members index."""
+"""Roles (one hash of definitions, changed by compare-and-set so concurrent edits cannot
+create a cycle or lose each other), the roles users hold (a local account's in its
+hash, an external user's in a set), and the members index."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class RbacStore:
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
         self._cas = LuaStep(client, lua_source("hash_cas"))
+        self._change = LuaStep(client, lua_source("roles_change"))
         self._lex = LexIndexes(client)
 
     @store_call
@@ -48,21 +50,29 @@ class RbacStore:
 
     @store_call
     async def user_roles(self, user_id: str) -> set[str]:
+        if keys.is_local(user_id):
+            return set((await self._r.hget(keys.account(user_id), keys.ROLES_FIELD) or "").split())
         return set(await self._r.smembers(keys.user_roles(user_id)))
 
     @store_call
     async def grant(self, user_id: str, role: str) -> bool:
-        # The user's set is the truth; the members index follows (a crash between the
+        # The user's roles are the truth; the members index follows (a crash between the
         # two is repaired by `authsvc check --fix`).
-        added = await self._r.sadd(keys.user_roles(user_id), role)
+        if keys.is_local(user_id):
+            added = await self._change(keys=[keys.account(user_id)], args=["grant", role]) == 1
+        else:
+            added = bool(await self._r.sadd(keys.user_roles(user_id), role))
         await self._lex.add(keys.role_members(role), user_id)
-        return bool(added)
+        return added
 
     @store_call
     async def revoke(self, user_id: str, role: str) -> bool:
-        removed = await self._r.srem(keys.user_roles(user_id), role)
+        if keys.is_local(user_id):
+            removed = await self._change(keys=[keys.account(user_id)], args=["revoke", role]) == 1
+        else:
+            removed = bool(await self._r.srem(keys.user_roles(user_id), role))
         await self._lex.remove(keys.role_members(role), user_id)
-        return bool(removed)
+        return removed
 
     @store_call
     async def index_member(self, user_id: str, roles: list[str]) -> None:

@@ -1,7 +1,6 @@
--- KEYS[1] account hash. Deletes it (and its roles set) only while it is pending: a
--- failed registration.
+-- KEYS[1] account hash. Deletes it only while it is pending: a failed registration.
 if redis.call('HGET', KEYS[1], 'pending') == '1' then
-  redis.call('DEL', KEYS[1], 'user:' .. string.sub(KEYS[1], 9) .. ':roles')
+  redis.call('DEL', KEYS[1])
   return 1
 end
 return 0
