@@ -24,6 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+import bcrypt
 import redis.asyncio as aredis
 
 from authsvc.app import build_services
@@ -221,6 +222,42 @@ async def breakdown(client: aredis.Redis, accounts: int) -> tuple[list[dict], in
     return rows, attributed, scanned
 
 
+async def floor(client: aredis.Redis, accounts: int) -> float:
+    """Bytes per account of the smallest layout that still keeps what the issue asks
+    for: the two `SET NX` claim keys and ONE listpack hash holding the account (a real
+    bcrypt string), its character and its favorite, with no indexes, roles, sessions or
+    audit trail. Written with raw commands into an empty database: the floor any key
+    layout on this server pays, to set beside the measured number."""
+    await client.flushdb()
+    before = (await client.info("memory"))["used_memory"]
+    password = bcrypt.hashpw(b"benchmark password", bcrypt.gensalt(4)).decode()
+    pipe = client.pipeline(transaction=False)
+    for i in range(accounts):
+        aid, cid = random.getrandbits(53), random.getrandbits(53)
+        name = f"floor_{i:07d}"
+        ms = int(time.time() * 1000)
+        pipe.set(keys.username_claim(name), aid)
+        pipe.set(keys.email_claim(f"{name}@example.com"), aid)
+        pipe.hset(
+            keys.account(aid),
+            mapping={
+                "username": name,
+                "email": f"{name}@example.com",
+                "password": password,
+                "created_at": ms,
+                f"c:{cid}": f"1|2|{ms}|Aria",
+                f"c:{cid}:d": "a ranger from the north woods",
+                f"f:{uuid.uuid4()}": str(uuid.uuid4()),
+            },
+        )
+        if i % 1000 == 999:
+            await pipe.execute()
+    await pipe.execute()
+    used = (await client.info("memory"))["used_memory"] - before
+    await client.flushdb()
+    return used / accounts
+
+
 async def measure(*, accounts: int, processes: int, concurrency: int, cost: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         # No persistence, no pinning: memory, not speed, is measured here.
@@ -246,6 +283,7 @@ async def measure(*, accounts: int, processes: int, concurrency: int, cost: int)
             # The breakdown covers the warm-up accounts too: price per account over all.
             rows, attributed, scanned = await breakdown(client, accounts + WARM_UP)
             version = (await client.info("server"))["redis_version"]
+            floor_bytes = await floor(client, accounts)
         finally:
             await client.aclose()
             store.stop()
@@ -258,6 +296,7 @@ async def measure(*, accounts: int, processes: int, concurrency: int, cost: int)
         "bcrypt_cost": cost,
         "concurrency": concurrency,
         "redis_version": version,
+        "floor_bytes_per_account": floor_bytes,
         "used_memory_before": before["used_memory"],
         "used_memory_after": after["used_memory"],
         "bytes_per_account": delta["used_memory"] / accounts,

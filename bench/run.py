@@ -921,6 +921,11 @@ def report(r: dict) -> None:
             f"favorite each; `INFO memory` used_memory delta) | "
             f"**{x['bytes_per_account']:.0f} bytes** | <= 600 |"
         )
+        print(
+            "| floor: the two claim keys + one listpack hash with the account, its "
+            "character and favorite; nothing else (same server, raw commands) | "
+            f"{x['floor_bytes_per_account']:.0f} bytes | |"
+        )
     print(f"\ntotal time: {r['seconds']} s")
     if "memory" in r:
         report_memory(r["memory"])
