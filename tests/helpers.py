@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -88,6 +89,40 @@ ONE_ACCOUNT = [
     "idx:{users:username}:1",
     "idx:{users:username}:seq",
 ]
+
+
+def service_env(store_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a real `authsvc serve` in the tests: the test secret, a cheap
+    bcrypt, and the per-address limits lifted (every request comes from 127.0.0.1)."""
+    from .conftest import SECRET
+
+    return {
+        "API_JWT_SECRET": SECRET,
+        "KEYDB_URL": store_url,
+        "BCRYPT_COST": "4",
+        "REGISTER_IP_LIMIT": "1000000",
+        "LOGIN_IP_MAX_FAILURES": "1000000",
+        "MAIL_IP_LIMIT": "1000000",
+        "APIKEY_RATE_LIMIT": "1000000",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+async def create_admin(env: dict[str, str], user: dict) -> None:
+    """The first operator, made the documented way: `authsvc create-admin`, password on
+    stdin."""
+    argv = ["-m", "authsvc", "create-admin", "--username", user["username"]]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, *argv, "--email", user["email"]],
+        input=user["password"] + "\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 @contextlib.asynccontextmanager

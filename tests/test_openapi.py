@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,8 +17,7 @@ import pytest
 from authsvc.app import ROUTES, openapi_document
 from authsvc.web import path_variables
 
-from .conftest import SECRET
-from .helpers import serve
+from .helpers import create_admin, serve, service_env
 from .redis_proc import RedisProcess
 
 CLI = (sys.executable, "-m", "authsvc")
@@ -141,26 +139,8 @@ def _schemathesis(base: str, token: str, *selection: str, examples: int) -> None
 @pytest.fixture
 async def running_service(tmp_path):
     store = RedisProcess(tmp_path / "store").start()
-    env = {
-        "API_JWT_SECRET": SECRET,
-        "KEYDB_URL": store.url,
-        "BCRYPT_COST": "4",
-        "REGISTER_IP_LIMIT": "1000000",
-        "LOGIN_IP_MAX_FAILURES": "1000000",
-        "MAIL_IP_LIMIT": "1000000",
-        "APIKEY_RATE_LIMIT": "1000000",
-        "LOG_LEVEL": "WARNING",
-    }
-    admin = await asyncio.to_thread(
-        subprocess.run,
-        [*CLI, "create-admin", "--username", ADMIN["username"], "--email", ADMIN["email"]],
-        input=ADMIN["password"] + "\n",
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=60,
-    )
-    assert admin.returncode == 0, admin.stderr
+    env = service_env(store.url)
+    await create_admin(env, ADMIN)
     log_path = tmp_path / "serve.log"
     try:
         async with serve(env, log_path) as proc:
