@@ -20,7 +20,6 @@ from authsvc.web import path_variables
 from .helpers import create_admin, serve, service_env
 from .redis_proc import RedisProcess
 
-CLI = (sys.executable, "-m", "authsvc")
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 
