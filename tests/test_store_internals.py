@@ -105,3 +105,19 @@ async def test_lua_steps_take_the_lean_path_and_survive_what_the_store_does(redi
     finally:
         await client.aclose()
         await admin.aclose()
+
+
+async def test_a_burst_wider_than_the_pool_waits_for_connections(redis_server):
+    """Single node or cluster (CI runs both): 60 concurrent commands and scripts on a
+    client of 4 connections all succeed; none fails for want of a connection."""
+    client = create_client(redis_server.url, max_connections=4, socket_timeout=False)
+    echo = LuaStep(client, "return ARGV[1]")
+    try:
+        await client.set("burst", "x")
+        got = await asyncio.gather(
+            *(echo(keys=["burst"], args=[str(i)]) for i in range(30)),
+            *(client.get("burst") for _ in range(30)),
+        )
+        assert got == [str(i) for i in range(30)] + ["x"] * 30
+    finally:
+        await client.aclose()

@@ -92,11 +92,13 @@ def create_client(
     }
     if scheme.endswith("+cluster"):
         scheme = scheme.removesuffix("+cluster")
-        return redis.RedisCluster.from_url(
+        cluster = _ClusterClient.from_url(
             f"{scheme}://{rest}",
             connection_class=_SslConnection if scheme == "rediss" else _TcpConnection,
             **options,
         )
+        cluster.in_flight = max_connections
+        return cluster
     connection_class = {"rediss": _SslConnection, "unix": _UnixConnection}.get(
         scheme, _TcpConnection
     )
@@ -111,6 +113,23 @@ def create_client(
         **options,
     )
     return _Client.from_pool(pool)
+
+
+class _ClusterClient(redis.RedisCluster):
+    """redis-py's cluster client fails a command with MaxConnectionsError (a 503 from a
+    healthy store) when all of a node's connections are busy. Here at most
+    `max_connections` commands are in flight per client, so no node runs out, and a
+    burst waits for a turn within the caller's step bound, as on a single node.
+    (Pipelines take their connections beside this bound; the service sends few.)"""
+
+    in_flight = 64  # create_client sets it to max_connections
+    _turns: asyncio.Semaphore | None = None
+
+    async def execute_command(self, *args, **kwargs):
+        if self._turns is None:  # made in the loop that uses it
+            self._turns = asyncio.Semaphore(self.in_flight)
+        async with self._turns:
+            return await super().execute_command(*args, **kwargs)
 
 
 class _Client(redis.Redis):
