@@ -56,23 +56,24 @@ class RbacStore:
 
     @store_call
     async def grant(self, user_id: str, role: str) -> bool:
-        # The user's roles are the truth; the members index follows (a crash between the
-        # two is repaired by `authsvc check --fix`).
-        if keys.is_local(user_id):
-            added = await self._change(keys=[keys.account(user_id)], args=["grant", role]) == 1
-        else:
-            added = bool(await self._r.sadd(keys.user_roles(user_id), role))
-        await self._lex.add(keys.role_members(role), user_id)
-        return added
+        return await self._change_role(user_id, role, grant=True)
 
     @store_call
     async def revoke(self, user_id: str, role: str) -> bool:
+        return await self._change_role(user_id, role, grant=False)
+
+    async def _change_role(self, user_id: str, role: str, *, grant: bool) -> bool:
+        # The user's roles are the truth; the members index follows (a crash between the
+        # two is repaired by `authsvc check --fix`).
         if keys.is_local(user_id):
-            removed = await self._change(keys=[keys.account(user_id)], args=["revoke", role]) == 1
+            op = "grant" if grant else "revoke"
+            changed = await self._change(keys=[keys.account(user_id)], args=[op, role]) == 1
         else:
-            removed = bool(await self._r.srem(keys.user_roles(user_id), role))
-        await self._lex.remove(keys.role_members(role), user_id)
-        return removed
+            change = self._r.sadd if grant else self._r.srem
+            changed = bool(await change(keys.user_roles(user_id), role))
+        index = self._lex.add if grant else self._lex.remove
+        await index(keys.role_members(role), user_id)
+        return changed
 
     @store_call
     async def index_member(self, user_id: str, roles: list[str]) -> None:
