@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import time
@@ -45,8 +46,9 @@ from .store import connection, keys
 from .store.accounts import AccountStore
 from .store.apikeys import ApiKeyStore
 from .store.characters import CharacterStore
-from .store.connection import create_client
+from .store.connection import OUTAGE_ERRORS, create_client
 from .store.favorites import FavoriteStore
+from .store.migrate import earlier_layout
 from .store.profiles import ProfileStore
 from .store.ratelimits import RateLimitStore
 from .store.rbac import RbacStore
@@ -185,9 +187,11 @@ def create_app(
                 keycloak.on_principal = upsert
             stop_feed = asyncio.Event()
             rbac_feed = asyncio.ensure_future(services.authorizer.listen(store, stop_feed))
+            layout_check = asyncio.ensure_future(_warn_if_earlier_layout(store))
             await app[HASHER].warm_up()
             yield
             stop_feed.set()
+            layout_check.cancel()
             rbac_feed.cancel()
             await asyncio.wait({rbac_feed}, timeout=1)
             await app[SERVICES].audit.flush()
@@ -359,3 +363,16 @@ def build_services(
         ),
         clock=clock,
     )
+
+
+async def _warn_if_earlier_layout(store) -> None:
+    """One warning at start when the store still holds the layout of an earlier authsvc
+    (`authsvc migrate` moves it). Never in the way: a store that is down now is simply
+    not checked."""
+    with contextlib.suppress(*OUTAGE_ERRORS, TimeoutError):
+        async with asyncio.timeout(5):
+            if await earlier_layout(store):
+                log.warning(
+                    "the store holds keys of an earlier authsvc layout: run `authsvc migrate`"
+                    " (old favorites cannot be read until it has run)"
+                )

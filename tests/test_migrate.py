@@ -5,6 +5,7 @@ now. The old keys are written here exactly as the earlier code wrote them."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
@@ -159,3 +160,13 @@ async def test_migrate_moves_roles_and_the_admin_indexes(http, store):
     one = await (await http.get(f"/api/v1/admin/users/{uid}", headers=admin)).json()
     assert one["roles"] == ["user"]
     assert (await migrate(store, now_ms=NOW_MS)).moved == {}
+
+
+async def test_the_service_warns_at_start_about_an_earlier_layout(make_client, store, caplog):
+    await make_client()
+    await asyncio.sleep(0.2)  # the check runs beside the start, never in its way
+    assert "authsvc migrate" not in caplog.text  # a store on this layout
+    await store.zadd("idx:users:created", {"1795489067976:1": 0})  # as the old code wrote
+    await make_client()
+    await asyncio.sleep(0.2)
+    assert "earlier authsvc layout: run `authsvc migrate`" in caplog.text

@@ -49,6 +49,15 @@ class MigrationReport:
             self.moved[step] = self.moved.get(step, 0) + n
 
 
+async def earlier_layout(client: redis.Redis) -> bool:
+    """Whether the store still holds the earlier layout (cheap: a store with any account
+    from then has its global listing zsets)."""
+    pipe = client.pipeline(transaction=False)
+    for old in OLD_INDEXES:  # one EXISTS each: on a cluster they live in other slots
+        pipe.exists(old)
+    return any(await pipe.execute())
+
+
 def link_value(hex_digest: str, expires_ms: int) -> str:
     """The old key's hex SHA-256 as the field's "<expires_ms>.<base64url>" (what
     accounts.lifecycle._digest makes of the same token)."""
