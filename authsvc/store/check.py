@@ -51,6 +51,7 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
     report = Report()
     release = client.register_script(lua_source("claim_release"))
     abandon = client.register_script(lua_source("account_abandon"))
+    delete_if = client.register_script(lua_source("field_delete_if"))
     lex = LexIndexes(client)
     cutoff = now_ms - PENDING_TIMEOUT_MS
 
@@ -91,7 +92,7 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
         for key, (pending, created, username, email, *links) in zip(
             accts, await pipe.execute(), strict=True
         ):
-            await _check_links(client, report, fix, key, links, now_ms)
+            await _check_links(delete_if, report, fix, key, links, now_ms)
             if pending == "1" and created is not None and int(created) < cutoff:
                 report.add(f"abandoned registration {key}")
                 if fix:
@@ -151,7 +152,7 @@ COUNTER_FALLBACK_TTL_MS = 86_400_000
 
 
 async def _check_links(
-    client: redis.Redis,
+    delete_if,
     report: Report,
     fix: bool,
     account: str,
@@ -164,7 +165,6 @@ async def _check_links(
         if value is not None and (not expires.isdigit() or int(expires) <= now_ms):
             report.add(f"expired {name} on {account}")
             if fix:
-                delete_if = client.register_script(lua_source("field_delete_if"))
                 report.fixed += int(await delete_if(keys=[account], args=[name, value]))
 
 
