@@ -6,6 +6,7 @@ the workers, whichever takes the scrape."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,18 @@ def _serve(env: dict, port: int, workers: int = 2) -> subprocess.Popen:
     argv = [sys.executable, "-m", "authsvc", "serve", "--workers", str(workers)]
     argv += ["--host", "127.0.0.1", "--port", str(port)]
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+@contextlib.contextmanager
+def _serving(env: dict, port: int, workers: int = 2) -> Iterator[subprocess.Popen]:
+    """_serve, killed at the end if the test left it running."""
+    proc = _serve(env, port, workers)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _children(pid: int) -> set[int]:
@@ -119,8 +133,7 @@ def _exited(pid: int) -> bool:
 def test_two_workers_share_the_port_serve_and_stop_cleanly(redis_server):
     port = free_port()
     # A bcrypt cost high enough that a registration is still running when SIGTERM lands.
-    proc = _serve(_env(redis_server, BCRYPT_COST="12"), port)
-    try:
+    with _serving(_env(redis_server, BCRYPT_COST="12"), port) as proc:
         holders = _wait_for_workers(proc, port, 2)
         workers = set(holders)
         assert workers == _children(proc.pid), "only the workers are children"
@@ -160,16 +173,11 @@ def test_two_workers_share_the_port_serve_and_stop_cleanly(redis_server):
             pass
         output = proc.stdout.read().decode()
         assert "Traceback" not in output, output
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_dead_worker_stops_the_service_with_status_1(redis_server):
     port = free_port()
-    proc = _serve(_env(redis_server, LOG_LEVEL="INFO"), port)
-    try:
+    with _serving(_env(redis_server, LOG_LEVEL="INFO"), port) as proc:
         workers = set(_wait_for_workers(proc, port, 2))
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
@@ -177,10 +185,6 @@ def test_a_dead_worker_stops_the_service_with_status_1(redis_server):
         assert all(_exited(pid) for pid in workers)
         output = proc.stdout.read().decode()
         assert f"worker {victim} exited with status -9: stopping the others" in output
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_bad_settings_and_a_taken_port_are_one_line_before_any_worker(redis_server):
@@ -256,8 +260,7 @@ def _stale_counter_file(path: Path, value: float) -> None:
 def test_metrics_of_two_workers_add_up_whichever_answers_the_scrape(redis_server):
     port = free_port()
     # One session count per worker, at its first scrape: the rest show the latest count.
-    proc = _serve(_env(redis_server, METRICS_SESSION_SCAN_INTERVAL="3600"), port)
-    try:
+    with _serving(_env(redis_server, METRICS_SESSION_SCAN_INTERVAL="3600"), port) as proc:
         workers = set(_wait_for_workers(proc, port, 2))
         directory = _metrics_dir_of(workers)
         assert directory.name.startswith("authsvc-metrics-") and directory.is_dir()
@@ -300,10 +303,6 @@ def test_metrics_of_two_workers_add_up_whichever_answers_the_scrape(redis_server
         assert not directory.exists(), "the private metrics directory is removed at exit"
         output = proc.stdout.read().decode()
         assert "Traceback" not in output, output
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_the_operators_metrics_directory_is_emptied_of_a_previous_run(redis_server, tmp_path):
@@ -312,8 +311,7 @@ def test_the_operators_metrics_directory_is_emptied_of_a_previous_run(redis_serv
     _stale_counter_file(directory / "counter_1.db", 1000)
     (directory / "notes.txt").write_text("not a metrics file")
     port = free_port()
-    proc = _serve(_env(redis_server, PROMETHEUS_MULTIPROC_DIR=str(directory)), port)
-    try:
+    with _serving(_env(redis_server, PROMETHEUS_MULTIPROC_DIR=str(directory)), port) as proc:
         workers = set(_wait_for_workers(proc, port, 2))
         assert _metrics_dir_of(workers) == directory
         assert not (directory / "counter_1.db").exists()
@@ -326,18 +324,13 @@ def test_the_operators_metrics_directory_is_emptied_of_a_previous_run(redis_serv
         # The operator's directory stays, with this run's files until the next start.
         assert (directory / "notes.txt").exists()
         assert {f"counter_{pid}.db" for pid in workers} <= {p.name for p in directory.iterdir()}
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_one_process_keeps_its_metrics_in_memory(redis_server, tmp_path):
     _stale_counter_file(tmp_path / "counter_1.db", 1000)
     port = free_port()
     env = _env(redis_server, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
-    proc = _serve(env, port, workers=1)
-    try:
+    with _serving(env, port, workers=1) as proc:
         deadline = time.monotonic() + 30
         while not _listening_pids(port, {proc.pid}):
             assert proc.poll() is None, proc.stdout.read().decode()
@@ -352,10 +345,6 @@ def test_one_process_keeps_its_metrics_in_memory(redis_server, tmp_path):
         assert {p.name for p in tmp_path.iterdir()} == {"counter_1.db"}  # neither read nor written
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_metrics_directory_with_foreign_files_is_one_line_before_any_worker(
