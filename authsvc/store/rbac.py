@@ -76,10 +76,6 @@ class RbacStore:
         return changed
 
     @store_call
-    async def index_member(self, user_id: str, roles: list[str]) -> None:
-        await self._lex.add_each((keys.role_members(role), user_id) for role in roles)
-
-    @store_call
     async def members(self, role: str, *, after: str, limit: int) -> list[str]:
         return await self._lex.page(keys.role_members(role), after=after, limit=limit)
 
