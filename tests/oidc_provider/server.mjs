@@ -23,7 +23,8 @@
 //                                    published; {"drop_old": true} also drops them
 //   POST /__test__/keys/retire       drop every key but the current signing one
 //   POST /__test__/delay             {"seconds": s, "path": "/token"}: hold matching requests
-//                                    s seconds before answering (0 = off)
+//                                    s seconds before answering (0 = off); a client
+//                                    that gives up meanwhile is dropped unanswered
 //   POST /__test__/tamper            {"claims": {...}, "header": {...}, "unknown_key": bool,
 //                                    "hmac_secret": s}: the next token response's ID token
 //                                    is re-signed with those claims and header fields changed
@@ -57,7 +58,18 @@ const state = {
   accounts: new Map(),
   keys: [],
   conformIdTokenClaims: Boolean(initial.conform_id_token_claims),
-  ttl: initial.ttl || {},
+  // Every ttl set (the library nags about each default it falls back to); a test may
+  // shorten one, e.g. {"AuthorizationCode": 2}.
+  ttl: {
+    AccessToken: 3600,
+    AuthorizationCode: 60,
+    Grant: 3600,
+    IdToken: 3600,
+    Interaction: 600,
+    RefreshToken: 86400,
+    Session: 3600,
+    ...initial.ttl,
+  },
 };
 for (const client of initial.clients || []) state.clients.set(client.client_id, normalizeClient(client));
 for (const [login, account] of Object.entries(initial.accounts || {})) {
@@ -242,13 +254,52 @@ async function admin(req, res, path) {
   }
 }
 
+// oidc-provider lets a client registered for client_secret_basic authenticate with
+// client_secret_post and the other way round; providers such as Keycloak hold a client to
+// its registered method. So does this one: the body is read here (the library then uses
+// req.body) and a client using the other method is refused as the library refuses one.
+async function checkAuthMethod(req) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  req.body = Buffer.concat(chunks).toString('utf8');
+  const header = req.headers.authorization || '';
+  let clientId;
+  if (/^basic /i.test(header)) {
+    const pair = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+    try {
+      clientId = decodeURIComponent(pair.split(':')[0].replace(/\+/g, ' '));
+    } catch {
+      return undefined; // the library answers malformed headers itself
+    }
+  } else {
+    clientId = new URLSearchParams(req.body).get('client_id');
+  }
+  const client = state.clients.get(clientId);
+  if (!client) return undefined;
+  const used = header ? 'client_secret_basic' : 'client_secret_post';
+  if (used !== client.token_endpoint_auth_method) {
+    return `client authentication failed: registered for ${client.token_endpoint_auth_method}, used ${used}`;
+  }
+  return undefined;
+}
+
 const server = http.createServer(async (req, res) => {
   const path = new URL(req.url, issuer).pathname;
   try {
     if (path.startsWith('/__test__/')) return await admin(req, res, path);
     const delay = controls.delay;
     if (delay && path.startsWith(delay.path)) {
-      await new Promise((resolve) => { setTimeout(resolve, delay.ms); });
+      // A client that gives up while held is dropped: its request never reaches the
+      // library (so a held token request consumes no code).
+      const gone = await new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(false), delay.ms);
+        res.on('close', () => { clearTimeout(timer); resolve(true); });
+      });
+      if (gone) return undefined;
+    }
+    if (req.method === 'POST' && path === '/token') {
+      const refused = await checkAuthMethod(req);
+      if (refused) return send(res, 401, { error: 'invalid_client', error_description: refused });
     }
     return handler(req, res);
   } catch (err) {
