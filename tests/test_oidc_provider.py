@@ -328,6 +328,40 @@ async def test_a_tampered_token_keeps_the_real_signature_when_only_claims_change
     assert claims["nonce"] == "not-the-nonce"
 
 
+async def test_a_provider_configured_at_start(tmp_path):
+    """Clients and accounts given before start(); the spec's default of scope claims only
+    from userinfo (conform_id_token_claims); a short code lifetime."""
+    provider = op.OidcProvider(tmp_path, conform_id_token_claims=True, ttl={"AuthorizationCode": 1})
+    client = provider.add_client("early", "early-secret", [REDIRECT])
+    account = provider.add_account("early", sub="e-1", email="e@example.com", email_verified=True)
+    provider.start()
+    try:
+        assert provider.started_in < 10
+        result, verifier, _, _ = await code_for(provider, client, account)
+        status, body = await exchange_code(provider, client, result.code, verifier)
+        assert status == 200, body
+        claims = verify_id_token(provider, body["id_token"], client)
+        assert claims["sub"] == "e-1" and "email" not in claims
+        async with aiohttp.ClientSession() as s:
+            userinfo = provider.discovery()["userinfo_endpoint"]
+            headers = {"Authorization": f"Bearer {body['access_token']}"}
+            async with s.get(userinfo, headers=headers) as resp:
+                assert resp.status == 200
+                assert await resp.json() == {
+                    "sub": "e-1",
+                    "email": "e@example.com",
+                    "email_verified": True,
+                }
+
+        result, verifier, _, _ = await code_for(provider, client, account)
+        await asyncio.sleep(2.1)
+        status, body = await exchange_code(provider, client, result.code, verifier)
+        assert status == 400 and body["error"] == "invalid_grant"  # expired
+    finally:
+        provider.stop()
+    assert not provider.running
+
+
 def test_the_login_and_consent_pages_parse_as_forms():
     page = """<form autocomplete="off" action="/interaction/abc" method="post">
       <input type="hidden" name="prompt" value="login"/>

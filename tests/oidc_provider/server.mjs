@@ -313,6 +313,10 @@ server.listen(port, HOST, () => {
   console.log(`READY ${issuer}`);
 });
 
+// The test run that started this process is gone (killed before its teardown): go too.
+const parent = process.ppid;
+setInterval(() => { if (process.ppid !== parent) process.exit(0); }, 500).unref();
+
 for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => {
     server.close();
