@@ -17,6 +17,8 @@ from .characters.service import CharacterService
 from .clock import Clock
 from .config import Settings
 from .favorites.service import FavoriteService
+from .federation.providers import ProviderService
+from .federation.service import SignInService
 from .introspect import Introspector
 from .mail import Mailer
 from .passwords import PasswordHasher
@@ -49,3 +51,5 @@ HASHER = web.AppKey("hasher", PasswordHasher)
 SERVICES = web.AppKey("services", Services)
 MAILER = web.AppKey("mailer", Mailer)
 HTTP = web.AppKey("http", aiohttp.ClientSession)  # outgoing HTTP (Keycloak, the catalog)
+OIDC_PROVIDERS = web.AppKey("oidc_providers", ProviderService)  # authsvc.federation
+SIGN_IN = web.AppKey("sign_in", SignInService)  # authsvc.federation

@@ -29,6 +29,7 @@ _DESCRIPTIONS = {
     201: "Created",
     202: "Accepted",
     204: "No content",
+    302: "Found: the browser goes on to the URL in Location",
     400: "Malformed request (not JSON, or a link token that is invalid or spent)",
     401: "Not authenticated (missing, invalid, expired or revoked credentials)",
     403: "Authenticated, but not allowed (missing permission, disabled account)",
@@ -83,7 +84,9 @@ def _responses(ep: Endpoint, has_path_vars: bool) -> dict[str, Any]:
     declared = ep.responses or {200: None}
     for status, schema in sorted(declared.items()):
         entry: dict[str, Any] = {"description": _DESCRIPTIONS.get(status, "OK")}
-        if status != 204:
+        if 300 <= status < 400:
+            entry["headers"] = {"Location": {"schema": {"type": "string"}}}
+        elif status != 204:
             entry["content"] = _content(schema, ep.produces)
         out[str(status)] = entry
     errors: set[int] = set(ep.errors)

@@ -17,7 +17,7 @@ import time
 from ..audit import Audit
 from ..auth import Principal
 from ..clock import Clock, to_ms
-from ..errors import Code, DomainError, InvalidToken, NotFound, Unauthorized
+from ..errors import Code, Conflict, DomainError, InvalidToken, NotFound, Unauthorized
 from ..mail import MailQueue, Message
 from ..passwords import PasswordHasher
 from ..store import keys
@@ -91,6 +91,18 @@ class LifecycleService:
             username=username, email=email, password=password, ip=ip
         )
         await self.send_verification(account["id"], email)
+        return account
+
+    async def set_credentials(
+        self, principal: Principal, *, username: str, email: str, password: str, ip: str | None
+    ) -> dict:
+        """An account without a password gains username, email and password (see
+        AccountService.set_credentials); a new email gets its verification message."""
+        account = await self._accounts.set_credentials(
+            principal, username=username, email=email, password=password, ip=ip
+        )
+        if not account["email_verified"]:
+            await self.send_verification(account["id"], email)
         return account
 
     # -- email verification -----------------------------------------------------------
@@ -191,6 +203,11 @@ class LifecycleService:
         acc = await self._store.get_for_caller(principal.account_id, sid=principal.sid)
         if acc is None:
             raise InvalidToken("the account or session behind this token is gone")
+        if not acc.get("password"):
+            raise Conflict(
+                "this account has no password yet; set one with POST /api/v1/users/me/credentials",
+                code=Code.NO_PASSWORD,
+            )
         if not await self._hasher.verify(current, acc["password"]):
             raise Unauthorized(
                 "the current password is wrong",

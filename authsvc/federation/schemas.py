@@ -1,0 +1,209 @@
+"""What the sign-in routes read and answer."""
+
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from ..accounts.schemas import TokenResponse
+from ..schemas import Text, Timestamp
+
+SLUG_RE = r"[a-z0-9][a-z0-9-]{0,31}"
+# https anywhere; plain http only on a loopback address (development, tests). The pattern
+# is the whole rule, so what the document promises is exactly what is accepted.
+ISSUER_RE = (
+    r"^(https://[A-Za-z0-9.-]+|http://(127(\.[0-9]{1,3}){3}|localhost|\[::1\]))"
+    r"(:[0-9]{1,5})?(/[A-Za-z0-9._~%!$&'()*+,;=:@-]+)*/?\Z"
+)
+SCOPE_RE = r"^[\x21\x23-\x5b\x5d-\x7e]{1,64}\Z"  # RFC 6749 scope-token
+CLAIM_RE = r"^[\x21-\x7e]{1,200}\Z"  # a claim name (or a dotted path into one)
+CLIENT_ID_RE = r"^[\x20-\x7e]{1,255}\Z"
+ROLE_RE = r"^[a-z][a-z0-9_.-]{0,63}\Z"
+AUTH_METHODS = ("auto", "client_secret_basic", "client_secret_post")
+# A URL (any scheme: a game's `mygame:/login` too) the allow-list must also permit.
+REDIRECT_RE = r"^[A-Za-z][A-Za-z0-9+.-]{0,31}:[\x21-\x7e]{1,2000}\Z"
+
+
+def _slug(**kw) -> fields.String:
+    return fields.String(
+        validate=validate.Regexp(
+            "^" + SLUG_RE + r"\Z", error="Lowercase letters, digits and '-'; up to 32."
+        ),
+        **kw,
+    )
+
+
+def _claim(default: str) -> fields.String:
+    return fields.String(load_default=default, validate=validate.Regexp(CLAIM_RE))
+
+
+class ProviderFields(Schema):
+    """Every field but the slug; each optional (a PATCH)."""
+
+    name = Text(min_len=1, max_len=100)
+    issuer = fields.String(
+        validate=validate.Regexp(
+            ISSUER_RE, error="An https URL (plain http only on a loopback address)."
+        )
+    )
+    client_id = fields.String(validate=validate.Regexp(CLIENT_ID_RE))
+    client_secret = fields.String(
+        load_only=True,
+        validate=validate.Regexp(r"^[\x20-\x7e]{1,1024}\Z"),
+        metadata={"description": "write-only: stored sealed (AES-GCM), never returned"},
+    )
+    scopes = fields.List(
+        fields.String(validate=validate.Regexp(SCOPE_RE)),
+        validate=validate.Length(max=20),
+        metadata={"description": "asked for at the provider; `openid` is always added"},
+    )
+    auto_register = fields.Boolean(
+        metadata={"description": "a first sign-in of an unknown identity creates an account"}
+    )
+    enabled = fields.Boolean()
+    username_claim = fields.String(validate=validate.Regexp(CLAIM_RE))
+    email_claim = fields.String(validate=validate.Regexp(CLAIM_RE))
+    roles_claim = fields.String(
+        validate=validate.Regexp(CLAIM_RE),
+        metadata={"description": "a claim name, or a dotted path (`realm_access.roles`)"},
+    )
+    role_mapping = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^[\x21-\x7e]{1,128}\Z")),
+        values=fields.String(validate=validate.Regexp(ROLE_RE)),
+        validate=validate.Length(max=50),
+        metadata={
+            "description": "provider role -> local role; only the roles named here become "
+            "local roles (a local role that does not exist gives nothing)"
+        },
+    )
+    token_auth_method = fields.String(
+        validate=validate.OneOf(AUTH_METHODS),
+        metadata={"description": "auto: the first of basic and post that discovery offers"},
+    )
+
+
+class ProviderCreate(ProviderFields):
+    slug = _slug(required=True)
+    name = Text(min_len=1, max_len=100, required=True)
+    issuer = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            ISSUER_RE, error="An https URL (plain http only on a loopback address)."
+        ),
+    )
+    client_id = fields.String(required=True, validate=validate.Regexp(CLIENT_ID_RE))
+    client_secret = fields.String(
+        required=True,
+        load_only=True,
+        validate=validate.Regexp(r"^[\x20-\x7e]{1,1024}\Z"),
+        metadata={"description": "write-only: stored sealed (AES-GCM), never returned"},
+    )
+    scopes = fields.List(
+        fields.String(validate=validate.Regexp(SCOPE_RE)),
+        validate=validate.Length(max=20),
+        load_default=lambda: ["openid", "email", "profile"],
+    )
+    auto_register = fields.Boolean(load_default=False)
+    enabled = fields.Boolean(load_default=True)
+    username_claim = _claim("preferred_username")
+    email_claim = _claim("email")
+    roles_claim = _claim("roles")
+    role_mapping = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^[\x21-\x7e]{1,128}\Z")),
+        values=fields.String(validate=validate.Regexp(ROLE_RE)),
+        validate=validate.Length(max=50),
+        load_default=dict,
+    )
+    token_auth_method = fields.String(validate=validate.OneOf(AUTH_METHODS), load_default="auto")
+
+
+class ProviderPatch(ProviderFields):
+    pass
+
+
+class Provider(Schema):
+    slug = fields.String(required=True)
+    name = fields.String(required=True)
+    issuer = fields.String(required=True)
+    client_id = fields.String(required=True)
+    client_secret_set = fields.Boolean(required=True)
+    scopes = fields.List(fields.String(), required=True)
+    auto_register = fields.Boolean(required=True)
+    enabled = fields.Boolean(required=True)
+    username_claim = fields.String(required=True)
+    email_claim = fields.String(required=True)
+    roles_claim = fields.String(required=True)
+    role_mapping = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    token_auth_method = fields.String(required=True)
+    redirect_uri = fields.String(
+        required=True, metadata={"description": "register this at the provider"}
+    )
+    created_at = Timestamp(required=True)
+    updated_at = Timestamp(required=True)
+
+
+class ProviderList(Schema):
+    providers = fields.List(fields.Nested(Provider), required=True)
+
+
+class PublicProvider(Schema):
+    slug = fields.String(required=True)
+    name = fields.String(required=True)
+
+
+class PublicProviderList(Schema):
+    providers = fields.List(fields.Nested(PublicProvider), required=True)
+
+
+class RedirectQuery(Schema):
+    redirect_to = fields.String(
+        load_default=None,
+        validate=validate.Regexp(REDIRECT_RE),
+        metadata={
+            "description": "where to send the browser back (OIDC_REDIRECT_ALLOWLIST must "
+            "permit it; 403 otherwise), with a single-use `code` for POST "
+            "/api/v1/auth/oidc/exchange"
+        },
+    )
+
+
+class CallbackQuery(Schema):
+    """What the provider sends the browser back with. Other parameters some providers
+    add (`session_state`, `scope`, ...) are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    state = fields.String(required=True, validate=validate.Length(min=1, max=512))
+    code = fields.String(load_default=None, validate=validate.Length(min=1, max=4096))
+    iss = fields.String(load_default=None, validate=validate.Length(min=1, max=500))
+    error = fields.String(load_default=None, validate=validate.Length(min=1, max=256))
+    error_description = fields.String(load_default=None, validate=validate.Length(max=2000))
+
+
+class ExchangeRequest(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class OidcLink(Schema):
+    slug = fields.String(required=True)
+    name = fields.String(required=True)
+    issuer = fields.String(required=True)
+    sub = fields.String(required=True)
+    linked_at = Timestamp(required=True)
+    last_used_at = Timestamp(allow_none=True, required=True)
+
+
+class OidcLinked(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["linked"]))
+    link = fields.Nested(OidcLink, required=True)
+
+
+class OidcLinks(Schema):
+    links = fields.List(fields.Nested(OidcLink), required=True)
+
+
+class AuthorizeUrl(Schema):
+    authorize_url = fields.String(required=True)
+
+
+CALLBACK_ANSWER = {"oneOf": [TokenResponse, OidcLinked]}
