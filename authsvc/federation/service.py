@@ -399,7 +399,7 @@ class SignInService:
                 code=Code.INVALID_OIDC_CODE,
             ) from None
         except IdTokenRejected as exc:
-            await self._failed(slug, "id_token_rejected", ip, reason=str(exc))
+            await self._failed(slug, "id_token_rejected", ip, check=str(exc))
             raise InvalidToken(str(exc), code=Code.INVALID_ID_TOKEN) from None
         identity = Identity(
             kind="oidc",
@@ -528,7 +528,11 @@ class SignInService:
         email = verified_email(claims, provider)
         if email and await self._accounts.find_by_email(email) is not None:
             # Never linked silently: whoever controls this provider account would take
-            # over the local one.
+            # over the local one. (Unless it is this identity's own account, made by a
+            # concurrent first sign-in.)
+            found = await self._find(identity)
+            if found is not None:
+                return found
             await self._failed(provider.slug, "email_in_use", ip)
             raise self._account_exists(provider.slug)
         roles = tuple(sorted({*self._default_roles, *self._mapped(provider, claims)}))
@@ -549,12 +553,22 @@ class SignInService:
                     await self._failed(provider.slug, "email_in_use", ip)
                     raise self._account_exists(provider.slug) from None
                 if exc.code == Code.IDENTITY_TAKEN:  # a concurrent first sign-in won
-                    found = await self._find(identity)
+                    found = await self._wait_for(identity)
                     if found is not None:
                         return found
                 raise
             return SignIn(account_id, username, roles, identity)
         raise Conflict("no free username could be found; retry")
+
+    async def _wait_for(self, identity: Identity) -> SignIn | None:
+        """The account a concurrent registration of this identity is finishing (it holds
+        the claim, and its account goes live within a few round trips)."""
+        for delay in (0, 0.02, 0.05, 0.1, 0.2, 0.4):
+            await asyncio.sleep(delay)
+            found = await self._find(identity)
+            if found is not None:
+                return found
+        return None
 
     def _mapped(self, provider: OidcProvider, claims: dict[str, Any]) -> set[str]:
         """Local roles from the provider's roles claim, through its mapping only."""

@@ -109,6 +109,8 @@ class AccountStore:
         flat = [x for kv in fields.items() for x in kv]
         if not await self._create_pending(keys=[akey], args=[" ".join(acc.roles), *flat]):
             return False
+        # The identity first: of concurrent first sign-ins of one identity, the losers
+        # fail on it (and sign in to the winner), not on its username or email.
         wanted = [
             ("username", keys.username_claim(acc.username_lc) if acc.username else None),
             ("email", keys.email_claim(acc.email_lc) if acc.email else None),
@@ -127,7 +129,7 @@ class AccountStore:
                         "oidc:",
                     ],
                 )
-                wanted.append(("identity", keys.identity_claim(ident.kind, ident.digest)))
+                wanted.insert(0, ("identity", keys.identity_claim(ident.kind, ident.digest)))
             for field, claim in wanted:
                 if claim is None:
                     continue
