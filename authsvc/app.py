@@ -15,6 +15,7 @@ from aiohttp import web
 
 from . import embedded, health, openapi
 from .accounts import routes as account_routes
+from .accounts.identities import IdentityAccounts
 from .accounts.lifecycle import LifecycleService
 from .accounts.service import AccountService
 from .admin import routes as admin_routes
@@ -22,6 +23,7 @@ from .admin.service import AdminService
 from .apikeys import routes as apikey_routes
 from .apikeys.service import ApiKeyService
 from .app_keys import (
+    DEVICES,
     HASHER,
     HTTP,
     MAILER,
@@ -40,6 +42,8 @@ from .characters.service import CharacterService
 from .clock import Clock
 from .config import Settings
 from .crypto import SecretBox
+from .devices import routes as device_routes
+from .devices.service import DeviceService
 from .favorites import routes as favorite_routes
 from .favorites.kinds import KINDS
 from .favorites.service import FavoriteService
@@ -87,6 +91,7 @@ ROUTES = (
     favorite_routes.api,
     profile_routes.api,
     federation_routes.api,
+    device_routes.api,
     openapi.api,
 )
 
@@ -222,6 +227,7 @@ def create_app(
     app.cleanup_ctx.append(http_ctx)
     app.cleanup_ctx.append(store_ctx)
     _setup_oidc(app, settings, clock)
+    _setup_devices(app, settings, clock)
     for api in ROUTES:
         api.register(app)
     app[openapi.OPENAPI_JSON] = openapi_document()
@@ -256,7 +262,9 @@ def _setup_oidc(app: web.Application, settings: Settings, clock: Clock) -> None:
         app[SIGN_IN] = SignInService(
             providers=providers,
             flows=FlowStore(store),
-            identities=IdentityStore(store),
+            identities=IdentityAccounts(
+                store=IdentityStore(store), registrar=services.accounts, clock=clock
+            ),
             client=client,
             accounts=services.accounts,
             sessions=services.sessions,
@@ -274,6 +282,26 @@ def _setup_oidc(app: web.Application, settings: Settings, clock: Clock) -> None:
         yield
 
     app.cleanup_ctx.append(oidc_ctx)
+
+
+def _setup_devices(app: web.Application, settings: Settings, clock: Clock) -> None:
+    """Guests of game clients (authsvc.devices), once the store is up."""
+
+    async def devices_ctx(app: web.Application) -> AsyncIterator[None]:
+        store, services = app[STORE], app[SERVICES]
+        app[DEVICES] = DeviceService(
+            identities=IdentityAccounts(
+                store=IdentityStore(store), registrar=services.accounts, clock=clock
+            ),
+            sessions=services.sessions,
+            limiter=RequestLimiter(RateLimitStore(store), window_s=settings.request_limit_window),
+            audit=services.audit,
+            ip_limit=settings.device_ip_limit,
+            clock=clock,
+        )
+        yield
+
+    app.cleanup_ctx.append(devices_ctx)
 
 
 _OPENAPI: str | None = None

@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from marshmallow import ValidationError
 from marshmallow import validate as mvalidate
 
+from ..accounts.identities import IdentityAccounts
 from ..auth import Principal
 from ..clock import Clock, iso, to_ms
 from ..crypto import SecretError
@@ -51,9 +52,8 @@ from ..errors import (
     DomainError,
     Forbidden,
     InvalidToken,
-    NotFound,
 )
-from ..store.records import Handoff, Identity, LinkOutcome, OidcProvider, OidcState, SignIn
+from ..store.records import Handoff, Identity, OidcProvider, OidcState, SignIn
 from .client import Discovery, IdTokenRejected, ProviderUnavailable, TokenRefused
 from .providers import AuditPort, ProviderService
 from .urls import allowed_redirect, with_query
@@ -83,7 +83,10 @@ def _challenge(verifier: str) -> str:
 
 
 def claim_value(claims: dict[str, Any], path: str) -> Any:
-    """A claim by name, or a dotted path into nested objects (`realm_access.roles`)."""
+    """A claim by name (namespaced names such as `https://example.com/roles` too), else
+    a dotted path into nested objects (`realm_access.roles`)."""
+    if path in claims:
+        return claims[path]
     value: Any = claims
     for part in path.split("."):
         if not isinstance(value, dict):
@@ -134,26 +137,6 @@ class FlowStorePort(Protocol):
     async def take_handoff(self, code_digest: str) -> Handoff | None: ...
 
 
-class IdentityStorePort(Protocol):
-    async def holder(self, kind: str, digest: str) -> str | None: ...
-    async def sign_in(
-        self, account_id: str, kind: str, digest: str, *, now_ms: int
-    ) -> SignIn | str: ...
-    async def release_if_stale(
-        self, kind: str, digest: str, holder: str, *, now_ms: int
-    ) -> bool: ...
-    async def link(
-        self, account_id: str, identity: Identity, *, sid: str, now_ms: int
-    ) -> LinkOutcome: ...
-    async def unlink(
-        self, account_id: str, kind: str, *, slug: str = "", digest_prefix: str = ""
-    ) -> list[str] | str: ...
-    async def list(self, account_id: str) -> list[Identity]: ...
-    async def set_roles(
-        self, account_id: str, kind: str, digest: str, roles: tuple[str, ...]
-    ) -> None: ...
-
-
 class OidcClientPort(Protocol):
     async def discovery(self, issuer: str) -> Discovery: ...
     async def exchange_code(self, d: Discovery, **kw: Any) -> dict[str, Any]: ...
@@ -161,7 +144,6 @@ class OidcClientPort(Protocol):
 
 
 class AccountsPort(Protocol):
-    async def register_federated(self, **kw: Any) -> str: ...
     async def find_by_email(self, email: str) -> dict[str, str] | None: ...
 
 
@@ -218,7 +200,7 @@ class SignInService:
         *,
         providers: ProviderService,
         flows: FlowStorePort,
-        identities: IdentityStorePort,
+        identities: IdentityAccounts,
         client: OidcClientPort,
         accounts: AccountsPort,
         sessions: SessionsPort,
@@ -478,29 +460,11 @@ class SignInService:
     async def _failed(self, slug: str, reason: str, ip: str | None, **details: str) -> None:
         await self._audit.record("oidc_login_failed", ip=ip, slug=slug, reason=reason, **details)
 
-    async def _find(self, identity: Identity) -> SignIn | None:
-        """The live account holding the identity; a stale claim is released."""
-        now_ms = to_ms(self._clock())
-        holder = await self._identities.holder(identity.kind, identity.digest)
-        if holder is None:
-            return None
-        found = await self._identities.sign_in(
-            holder, identity.kind, identity.digest, now_ms=now_ms
-        )
-        if found == "disabled":
-            raise Forbidden("this account is disabled", code=Code.ACCOUNT_DISABLED)
-        if isinstance(found, SignIn):
-            return found
-        await self._identities.release_if_stale(
-            identity.kind, identity.digest, holder, now_ms=now_ms
-        )
-        return None
-
     async def _sign_in(
         self, provider: OidcProvider, identity: Identity, claims: dict[str, Any], *, ip
     ) -> SignIn:
         try:
-            found = await self._find(identity)
+            found = await self._identities.find(identity)
         except Forbidden:
             await self._failed(provider.slug, "account_disabled", ip)
             raise
@@ -530,7 +494,7 @@ class SignInService:
             # Never linked silently: whoever controls this provider account would take
             # over the local one. (Unless it is this identity's own account, made by a
             # concurrent first sign-in.)
-            found = await self._find(identity)
+            found = await self._identities.find(identity)
             if found is not None:
                 return found
             await self._failed(provider.slug, "email_in_use", ip)
@@ -538,13 +502,8 @@ class SignInService:
         roles = tuple(sorted({*self._default_roles, *self._mapped(provider, claims)}))
         for username in username_candidates(claims, provider):
             try:
-                account_id = await self._accounts.register_federated(
-                    username=username,
-                    email=email,
-                    email_verified=bool(email),
-                    identity=identity,
-                    roles=roles,
-                    ip=ip,
+                return await self._identities.register(
+                    identity, username=username, email=email, roles=roles, ip=ip
                 )
             except Conflict as exc:
                 if exc.code == Code.USERNAME_TAKEN:
@@ -552,23 +511,8 @@ class SignInService:
                 if exc.code == Code.EMAIL_TAKEN:
                     await self._failed(provider.slug, "email_in_use", ip)
                     raise self._account_exists(provider.slug) from None
-                if exc.code == Code.IDENTITY_TAKEN:  # a concurrent first sign-in won
-                    found = await self._wait_for(identity)
-                    if found is not None:
-                        return found
                 raise
-            return SignIn(account_id, username, roles, identity)
         raise Conflict("no free username could be found; retry")
-
-    async def _wait_for(self, identity: Identity) -> SignIn | None:
-        """The account a concurrent registration of this identity is finishing (it holds
-        the claim, and its account goes live within a few round trips)."""
-        for delay in (0, 0.02, 0.05, 0.1, 0.2, 0.4):
-            await asyncio.sleep(delay)
-            found = await self._find(identity)
-            if found is not None:
-                return found
-        return None
 
     def _mapped(self, provider: OidcProvider, claims: dict[str, Any]) -> set[str]:
         """Local roles from the provider's roles claim, through its mapping only."""
@@ -608,45 +552,32 @@ class SignInService:
                 removed=",".join(sorted(revoke)),
             )
         if asserted != previous:
-            await self._identities.set_roles(
+            await self._identities.store.set_roles(
                 signin.account_id, "oidc", signin.identity.digest, tuple(asserted)
             )
 
     async def _link(self, st: OidcState, identity: Identity, *, ip) -> dict:
-        outcome = await self._identities.link(
-            st.account_id, identity, sid=st.sid, now_ms=to_ms(self._clock())
-        )
-        if outcome.status in ("linked", "already"):
+        try:
+            await self._identities.link(st.account_id, identity, sid=st.sid)
+        except (Conflict, InvalidToken) as exc:
             await self._audit.record(
-                "oidc_linked",
+                "oidc_link_failed",
                 user_id=st.account_id,
                 ip=ip,
                 slug=identity.slug,
-                issuer=identity.issuer,
+                reason=str(exc.code),
             )
-            view = self.link_view(identity, name=identity.slug)
-            if st.redirect_to:
-                return {"redirect": with_query(st.redirect_to, {"linked": identity.slug})}
-            return {"linked": view}
-        reason = {"elsewhere": "linked_elsewhere", "slot_taken": "provider_already_linked"}
+            raise
         await self._audit.record(
-            "oidc_link_failed",
+            "oidc_linked",
             user_id=st.account_id,
             ip=ip,
             slug=identity.slug,
-            reason=reason.get(outcome.status, "session_ended"),
+            issuer=identity.issuer,
         )
-        if outcome.status == "elsewhere":
-            raise Conflict(
-                "this identity at the provider is linked to another account",
-                code=Code.IDENTITY_LINKED_ELSEWHERE,
-            )
-        if outcome.status == "slot_taken":
-            raise Conflict(
-                "your account is linked to another identity at this provider; unlink it first",
-                code=Code.PROVIDER_ALREADY_LINKED,
-            )
-        raise InvalidToken("the session that started linking has ended; sign in and retry")
+        if st.redirect_to:
+            return {"redirect": with_query(st.redirect_to, {"linked": identity.slug})}
+        return {"linked": self.link_view(identity, name=identity.slug)}
 
     # -- the exchange code -------------------------------------------------------------
 
@@ -684,20 +615,11 @@ class SignInService:
         names = {p["slug"]: p["name"] for p in await self._providers.public_list()}
         return [
             self.link_view(i, name=names.get(i.slug, i.slug))
-            for i in await self._identities.list(str(principal.account_id))
-            if i.kind == "oidc"
+            for i in await self._identities.of_kind(str(principal.account_id), "oidc")
         ]
 
     async def unlink(self, principal: Principal, slug: str, *, ip: str | None) -> None:
-        removed = await self._identities.unlink(str(principal.account_id), "oidc", slug=slug)
-        if removed == "none":
-            raise NotFound(f"no identity is linked through '{slug}'")
-        if removed == "last":
-            raise Conflict(
-                "this is the account's last way to sign in; set a password "
-                "(POST /api/v1/users/me/credentials) or link another first",
-                code=Code.LAST_SIGN_IN_METHOD,
-            )
+        await self._identities.unlink(str(principal.account_id), "oidc", slug=slug)
         await self._audit.record(
             "oidc_unlinked",
             user_id=principal.user_id,

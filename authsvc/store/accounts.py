@@ -127,6 +127,7 @@ class AccountStore:
                         ident.slug,
                         "1",
                         "oidc:",
+                        now_ms,
                     ],
                 )
                 wanted.insert(0, ("identity", keys.identity_claim(ident.kind, ident.digest)))

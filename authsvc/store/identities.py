@@ -134,6 +134,7 @@ class IdentityStore:
                 identity.slug,
                 "0",
                 "oidc:",
+                "",
             ],
         )
         if status in ("gone", "slot_taken") and took:

@@ -2,7 +2,8 @@
 -- KEYS[3] the caller's session hash (or the account hash again when there is none).
 -- ARGV[1] the field (`<kind>:<digest>`), ARGV[2] its JSON, ARGV[3] the provider slug
 -- ('' for a device), ARGV[4] '1' when a pending account may take it (registration),
--- ARGV[5] the field prefix of the kind (`oidc:`).
+-- ARGV[5] the field prefix of the kind (`oidc:`), ARGV[6] now_ms when this is also a
+-- sign-in (registration: the identity's last use), else ''.
 -- One identity per provider slug and account. Returns 'linked', 'already', 'slot_taken'
 -- (another identity of that slug is linked) or 'gone' (account or session not live).
 local st = redis.call('HMGET', KEYS[1], 'is_active', 'pending')
@@ -33,4 +34,7 @@ if ARGV[3] ~= '' then
   end
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[1] .. ':used', ARGV[6])
+end
 return 'linked'
