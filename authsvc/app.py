@@ -35,7 +35,7 @@ from .app_keys import (
     Services,
 )
 from .audit import Audit, AuditReader
-from .auth import Authenticator, LocalVerifier, Principal
+from .auth import LOCAL, Authenticator, LocalVerifier, Principal
 from .catalog import HttpCatalog, NoCatalog
 from .characters import routes as character_routes
 from .characters.service import CharacterService
@@ -191,8 +191,11 @@ def create_app(
             app[SERVICES] = services
             app[AUTHORIZER] = services.authorizer
             live_store = AccountStore(store)
+            external_users = UserStore(store)
 
             async def liveness(p: Principal) -> bool:
+                if p.kind != LOCAL:
+                    return await external_users.is_live(p.user_id)
                 return await live_store.is_live(p.user_id, sid=p.sid)
 
             app[LIVENESS] = liveness
@@ -409,7 +412,12 @@ def build_services(
     }
     audit_reader = AuditReader(store)
     admin = AdminService(
-        accounts=account_store, rbac=rbac_store, lifecycle=lifecycle, audit=audit, clock=clock
+        accounts=account_store,
+        rbac=rbac_store,
+        lifecycle=lifecycle,
+        audit=audit,
+        users=UserStore(store),
+        clock=clock,
     )
     admin.purgers.extend(f.purge for f in favorites.values())
     profile_store = ProfileStore(store)

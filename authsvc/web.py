@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
-from .auth import Authenticator
+from .auth import LOCAL, Authenticator
 from .errors import Code, DomainError, InvalidToken
 
 log = logging.getLogger("authsvc.web")
@@ -352,10 +352,16 @@ def _wrap(ep: Endpoint) -> Handler:
         if auth:
             principal = await request.app[AUTHENTICATOR].authenticate(request.headers)
             # Revocation (a logged-out session, a disabled account) holds on every
-            # route: `guarded` routes check it inside their own store script, in the
-            # same round trip; the others pay one extra round trip here.
-            if not guarded and principal.sid and not await request.app[LIVENESS](principal):
-                raise InvalidToken("the session behind this token has ended")
+            # route: `guarded` routes check a local caller inside their own store
+            # script, in the same round trip; the others pay one extra round trip here,
+            # and so does every external (Keycloak) user, whom an administrator may have
+            # disabled. (An API key's own step checks its owner.)
+            if (
+                (principal.kind != LOCAL or (principal.sid and not guarded))
+                and principal.api_key_id is None
+                and not await request.app[LIVENESS](principal)
+            ):
+                raise InvalidToken("the session or user behind this token is no longer active")
             await request.app[AUTHORIZER].require(principal, permission)
             kw["principal"] = principal
         if body_schema is not None:

@@ -282,10 +282,6 @@ class AccountService:
             "updated_at": iso(user.get("updated_at")),
         }
 
-    async def forget_external(self, user_id: str) -> None:
-        """Delete an external user's own keys (record, roles, API key index, activity)."""
-        await self._users.delete(user_id)
-
     async def find_by_email(self, email: str) -> dict[str, str] | None:
         value = email_lc(email)
         return await self._store.resolve(keys.email_claim(value), field="email", value_lc=value)

@@ -8,12 +8,13 @@ from marshmallow import Schema, fields, validate
 from ..accounts.schemas import Account
 from ..app_keys import SERVICES
 from ..auth import Principal
-from ..schemas import Email, Text, Username
+from ..schemas import Email, Text, Timestamp, Username
 from ..web import Api, json_response
 
 api = Api()
 USERS = "/api/v1/admin/users"
-USER = USERS + "/{id:[0-9]{1,16}}"
+LOCAL_USER = USERS + "/{id:[0-9]{1,16}}"
+USER = USERS + "/{id:[0-9A-Za-z-]{1,64}}"  # a local account's id or a Keycloak user's sub
 ROLE_PATH = "{role:[a-z][a-z0-9_.-]{0,63}}"
 
 
@@ -23,6 +24,11 @@ class Page(Schema):
 
 
 class UserQuery(Page):
+    kind = fields.String(
+        load_default=None,
+        validate=validate.OneOf(["local", "keycloak"]),
+        metadata={"description": "local accounts or Keycloak users only (default: both)"},
+    )
     username = fields.String(load_default=None, validate=validate.Length(min=1, max=50))
     email = fields.String(load_default=None, validate=validate.Length(min=1, max=254))
     role = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
@@ -35,12 +41,24 @@ class UserPatch(Schema):
     is_active = fields.Boolean()
 
 
-class AdminAccount(Account):
+class AdminUser(Account):
+    """A local account, or a Keycloak user (`id` its sub, `username` its display name;
+    no `email_verified`, `credentials_set` or last login)."""
+
+    id = fields.Raw(
+        required=True,
+        metadata={"oneOf": [{"type": "integer"}, {"type": "string"}]},
+    )
+    kind = fields.String(required=True, validate=validate.OneOf(["local", "keycloak"]))
+    created_at = Timestamp(required=True, allow_none=True)
+
+
+class AdminAccount(AdminUser):
     roles = fields.List(fields.String(), required=True)
 
 
 class AccountPage(Schema):
-    items = fields.List(fields.Nested(Account), required=True)
+    items = fields.List(fields.Nested(AdminUser), required=True)
     next_cursor = fields.String(allow_none=True, required=True)
 
 
@@ -132,7 +150,8 @@ class Stats(Schema):
 @api.route(
     "GET",
     USERS,
-    summary="List accounts (one filter: username or email prefix, or role)",
+    summary="List local accounts and Keycloak users (kind; one filter: username or email "
+    "prefix, or role)",
     tags=("admin",),
     query=UserQuery(),
     responses={200: AccountPage},
@@ -140,6 +159,7 @@ class Stats(Schema):
 )
 async def list_users(request: web.Request, *, principal: Principal, query: dict):
     page = await request.app[SERVICES].admin.list_users(
+        kind=query["kind"],
         username_prefix=query["username"],
         email_prefix=query["email"],
         role=query["role"],
@@ -152,7 +172,7 @@ async def list_users(request: web.Request, *, principal: Principal, query: dict)
 @api.route(
     "GET",
     USER,
-    summary="One account, with its roles",
+    summary="One account or Keycloak user, with its roles",
     tags=("admin",),
     responses={200: AdminAccount},
     permission="users:read",
@@ -163,7 +183,7 @@ async def get_user(request: web.Request, *, principal: Principal):
 
 @api.route(
     "PATCH",
-    USER,
+    LOCAL_USER,
     summary="Change username, email, verification or activity",
     tags=("admin",),
     body=UserPatch(),
@@ -180,7 +200,7 @@ async def patch_user(request: web.Request, *, principal: Principal, body: dict):
 @api.route(
     "DELETE",
     USER,
-    summary="Delete an account and everything it owns",
+    summary="Delete an account (or what is kept about a Keycloak user) and everything it owns",
     tags=("admin",),
     responses={204: None},
     permission="users:write",
@@ -193,7 +213,7 @@ async def delete_user(request: web.Request, *, principal: Principal):
 @api.route(
     "POST",
     USER + "/disable",
-    summary="Disable: revokes every session at once",
+    summary="Disable: revokes every session (a Keycloak user's tokens) at once",
     tags=("admin",),
     responses={200: AdminAccount},
     permission="users:write",

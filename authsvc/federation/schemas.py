@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from ..accounts.schemas import TokenResponse
 from ..schemas import Text, Timestamp
@@ -21,6 +21,38 @@ ROLE_RE = r"^[a-z][a-z0-9_.-]{0,63}\Z"
 AUTH_METHODS = ("auto", "client_secret_basic", "client_secret_post")
 # A URL (any scheme: a game's `mygame:/login` too) the allow-list must also permit.
 REDIRECT_RE = r"^[A-Za-z][A-Za-z0-9+.-]{0,31}:[\x21-\x7e]{1,2000}\Z"
+
+
+class Flag(fields.Boolean):
+    """JSON true or false only: not 0, 1 or "yes", which the document does not allow."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+MAX_MAPPED = 50
+
+
+def _few_entries(value: dict) -> None:
+    if len(value) > MAX_MAPPED:
+        raise ValidationError(f"At most {MAX_MAPPED} entries.")
+
+
+def _mapping(**kw) -> fields.Dict:
+    return fields.Dict(
+        # Provider roles are only compared with what the provider asserts: any string.
+        keys=fields.String(),
+        values=fields.String(validate=validate.Regexp(ROLE_RE)),
+        validate=_few_entries,
+        metadata={
+            "maxProperties": MAX_MAPPED,
+            "description": "provider role -> local role; only the roles named here become "
+            "local roles (a local role that does not exist gives nothing)",
+        },
+        **kw,
+    )
 
 
 def _slug(**kw) -> fields.String:
@@ -56,25 +88,17 @@ class ProviderFields(Schema):
         validate=validate.Length(max=20),
         metadata={"description": "asked for at the provider; `openid` is always added"},
     )
-    auto_register = fields.Boolean(
+    auto_register = Flag(
         metadata={"description": "a first sign-in of an unknown identity creates an account"}
     )
-    enabled = fields.Boolean()
+    enabled = Flag()
     username_claim = fields.String(validate=validate.Regexp(CLAIM_RE))
     email_claim = fields.String(validate=validate.Regexp(CLAIM_RE))
     roles_claim = fields.String(
         validate=validate.Regexp(CLAIM_RE),
         metadata={"description": "a claim name, or a dotted path (`realm_access.roles`)"},
     )
-    role_mapping = fields.Dict(
-        keys=fields.String(validate=validate.Regexp(r"^[\x21-\x7e]{1,128}\Z")),
-        values=fields.String(validate=validate.Regexp(ROLE_RE)),
-        validate=validate.Length(max=50),
-        metadata={
-            "description": "provider role -> local role; only the roles named here become "
-            "local roles (a local role that does not exist gives nothing)"
-        },
-    )
+    role_mapping = _mapping()
     token_auth_method = fields.String(
         validate=validate.OneOf(AUTH_METHODS),
         metadata={"description": "auto: the first of basic and post that discovery offers"},
@@ -102,17 +126,12 @@ class ProviderCreate(ProviderFields):
         validate=validate.Length(max=20),
         load_default=lambda: ["openid", "email", "profile"],
     )
-    auto_register = fields.Boolean(load_default=False)
-    enabled = fields.Boolean(load_default=True)
+    auto_register = Flag(load_default=False)
+    enabled = Flag(load_default=True)
     username_claim = _claim("preferred_username")
     email_claim = _claim("email")
     roles_claim = _claim("roles")
-    role_mapping = fields.Dict(
-        keys=fields.String(validate=validate.Regexp(r"^[\x21-\x7e]{1,128}\Z")),
-        values=fields.String(validate=validate.Regexp(ROLE_RE)),
-        validate=validate.Length(max=50),
-        load_default=dict,
-    )
+    role_mapping = _mapping(load_default=dict)
     token_auth_method = fields.String(validate=validate.OneOf(AUTH_METHODS), load_default="auto")
 
 
@@ -173,11 +192,17 @@ class CallbackQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    state = fields.String(required=True, validate=validate.Length(min=1, max=512))
-    code = fields.String(load_default=None, validate=validate.Length(min=1, max=4096))
-    iss = fields.String(load_default=None, validate=validate.Length(min=1, max=500))
-    error = fields.String(load_default=None, validate=validate.Length(min=1, max=256))
-    error_description = fields.String(load_default=None, validate=validate.Length(max=2000))
+    # ASCII, as RFC 6749 writes them, and short enough that a request line with all of
+    # them percent-encoded stays within what the HTTP server reads (8190 bytes).
+    state = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,128}\Z"))
+    code = fields.String(load_default=None, validate=validate.Regexp(r"^[\x20-\x7e]{1,1024}\Z"))
+    iss = fields.String(load_default=None, validate=validate.Regexp(r"^[\x21-\x7e]{1,500}\Z"))
+    error = fields.String(
+        load_default=None, validate=validate.Regexp(r"^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}\Z")
+    )
+    error_description = fields.String(
+        load_default=None, validate=validate.Regexp(r"^[\x20-\x21\x23-\x5b\x5d-\x7e]{0,300}\Z")
+    )
 
 
 class ExchangeRequest(Schema):

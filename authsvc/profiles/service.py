@@ -169,19 +169,8 @@ class ProfileService:
         if principal.kind == LOCAL:
             await self._admin.delete_user(principal.user_id, actor=None)
             return
-        uid = principal.user_id
-        for purge in self._admin.purgers:
-            await purge(uid)
         for key in await self._api_keys.list(principal):
             await self._api_keys.revoke(principal, key["id"])
-        await self._audit.flush()
-        for role in await self._rbac.user_roles(uid):
-            await self._rbac.revoke(uid, role)
-        await self._accounts.forget_external(uid)
-        await self._audit.record(
-            "account_deleted",
-            user_id=uid,
-            username=principal.username,
-            personal=False,
-            deleted_user=uid,
+        await self._admin.delete_external(
+            principal.user_id, actor=None, username=principal.username
         )

@@ -111,6 +111,8 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
 
     await _check_identities(client, report, fix, batch, now_ms)
 
+    await _check_external_listing(client, lex, report, fix, batch)
+
     await _check_counters(client, report, fix, batch)
 
     # Character indexes against character hashes, both directions.
@@ -395,3 +397,41 @@ async def _check_identities(
                         report.fixed += int(bool(await client.set(claim, aid, nx=True)))
                 else:
                     report.add(f"account {aid} lost its claim {claim} to account {holder}")
+
+
+async def _check_external_listing(
+    client: redis.Redis, lex: LexIndexes, report: Report, fix: bool, size: int
+) -> None:
+    """Every external (Keycloak) users record is in the admin listing index, and every
+    entry there names a record of that creation time."""
+    index = keys.USERS_EXTERNAL_BY_CREATED
+    async for records in _batches(client, keys.USER_RECORD_GLOB, size):
+        report.scanned += len(records)
+        pipe = client.pipeline(transaction=False)
+        for key in records:
+            pipe.hget(key, "created_at")
+        wanted = [
+            (index, keys.external_listing_entry(keys.account_id_of(key), int(created)))
+            for key, created in zip(records, await pipe.execute(), strict=True)
+            if created
+        ]
+        there = await lex.contains_each(wanted)
+        missing = [entry for entry, ok in zip(wanted, there, strict=True) if not ok]
+        for _, member in missing:
+            report.add(f"user {keys.listed_user(member)} missing from {keys.lex_directory(index)}")
+        if fix and missing:
+            report.fixed += sum(await lex.add_each(missing))
+    async for members in _pages(lex, index, size):
+        pipe = client.pipeline(transaction=False)
+        for member in members:
+            pipe.hget(keys.user_record(keys.listed_user(member)), "created_at")
+        stale = [
+            member
+            for member, created in zip(members, await pipe.execute(), strict=True)
+            if not created
+            or keys.external_listing_entry(keys.listed_user(member), int(created)) != member
+        ]
+        for member in stale:
+            report.add(f"{keys.lex_directory(index)} lists {member!r}, which names no such user")
+        if fix and stale:
+            report.fixed += await lex.remove(index, *stale)

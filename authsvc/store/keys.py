@@ -187,6 +187,25 @@ def listing_entries(
     return tuple(entries)
 
 
+USERS_EXTERNAL_BY_CREATED = "users:external"
+"""Lex index of the external (Keycloak) users for the admin listing:
+"<created_ms:013d>:<sub>", newest last. Derived from the users records (`user:{sub}`):
+added when a record is created, removed with it; `authsvc check --fix` adds what is
+missing. Owner: admin."""
+
+
+def external_listing_entry(sub: str, created_ms: int) -> str:
+    return f"{created_ms:013d}:{sub}"
+
+
+def listed_user(member: str) -> str:
+    """The user id a member of a creation index (local or external) names."""
+    return member.split(":", 1)[1]
+
+
+USER_RECORD_GLOB = "user:{*}"  # the users records (not their `:roles`, `:profile`, ...)
+
+
 def listed_account(index: str, member: str) -> str:
     """The account id a member of a listing index names (the inverse of the above)."""
     return member.rsplit(" " if index == USERS_BY_EMAIL else ":", 1)[-1]
