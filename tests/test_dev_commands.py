@@ -31,6 +31,7 @@ def _copy(tmp_path: Path, *names: str) -> Path:
     root = tmp_path / "repo"
     root.mkdir(parents=True)
     for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, root / name)  # mtimes kept: make compares them
     return root
 
@@ -49,12 +50,14 @@ def _make(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_make_run_and_make_test_set_themselves_up_once(tmp_path):
     """`make -n` prints what each would run: on a fresh clone the venv and the install
-    first; once installed, only the command; after pyproject.toml changes, the install
-    again."""
-    root = _copy(tmp_path, "Makefile", "pyproject.toml", ".env.example")
+    first (and the tests' npm packages); once installed, only the command; after
+    pyproject.toml changes, the install again."""
+    lock = "tests/oidc_provider/package-lock.json"
+    root = _copy(tmp_path, "Makefile", "pyproject.toml", ".env.example", lock)
     fresh = _make(root, "-n", "test")
     assert fresh.returncode == 0, fresh.stderr
     assert "-m venv .venv" in fresh.stdout and "pip install -q -e '.[dev]'" in fresh.stdout
+    assert "npm ci --prefix tests/oidc_provider" in fresh.stdout
     assert fresh.stdout.rstrip().endswith(".venv/bin/python -m pytest")
     run = _make(root, "-n", "run").stdout
     assert "pip install" in run and "API_JWT_SECRET" in run
@@ -62,9 +65,11 @@ def test_make_run_and_make_test_set_themselves_up_once(tmp_path):
 
     (root / ".venv" / "bin").mkdir(parents=True)  # as the install leaves it
     (root / ".venv" / ".installed").touch()
+    (root / "tests/oidc_provider/node_modules").mkdir()
+    (root / "tests/oidc_provider/node_modules/.installed").touch()
     (root / ".env").write_text("API_JWT_SECRET=x\n")
     again = _make(root, "-n", "test").stdout
-    assert "pip install" not in again and "-m venv" not in again
+    assert "pip install" not in again and "-m venv" not in again and "npm" not in again
     assert _make(root, "-n", "run").stdout.strip() == (
         ".venv/bin/honcho run .venv/bin/authsvc serve"
     )
