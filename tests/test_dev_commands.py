@@ -37,7 +37,8 @@ def _copy(tmp_path: Path, *names: str) -> Path:
 
 
 def _make(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    # Not the make running the suite's variables (`make test PYTEST_ARGS=-q`).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "PYTEST_ARGS"))}
     return subprocess.run(
         ["make", "--no-print-directory", *args],
         cwd=root,
