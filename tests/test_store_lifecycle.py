@@ -110,3 +110,17 @@ async def test_cli_check_on_a_live_store(redis_server, store):
     proc = await asyncio.to_thread(run, "--fix")
     assert proc.returncode == 0 and "fixed 1" in proc.stdout
     assert not await store.exists("account:username:ghost")
+
+
+async def test_a_unix_socket_url_connects(tmp_path):
+    """KEYDB_URL=unix://...: the client must not hand TCP options to a unix connection
+    (redis-py's refuses socket_keepalive, which crashed the first command)."""
+    sock = tmp_path / "store.sock"
+    server = RedisProcess(tmp_path / "r", extra=["--unixsocket", str(sock)]).start()
+    client = create_client(f"unix://{sock}")
+    try:
+        assert await client.ping()
+        assert await client.set("k", "v") and await client.get("k") == "v"
+    finally:
+        await client.aclose()
+        server.stop()
