@@ -227,8 +227,11 @@ def create_app(
                 await store.aclose()
             app[HASHER].close()
 
-    app.cleanup_ctx.append(http_ctx)
+    # The store first: when it cannot start (no server, a refused data directory) the
+    # start fails before anything else was opened (aiohttp closes nothing of a failed
+    # start). Nothing in store_ctx's clean-up uses the HTTP session.
     app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(http_ctx)
     _setup_oidc(app, settings, clock)
     _setup_devices(app, settings, clock)
     for api in ROUTES:
