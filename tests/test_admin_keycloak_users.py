@@ -117,6 +117,14 @@ async def test_disabling_a_keycloak_user_refuses_their_tokens_at_once(http, issu
     assert resp.status == 200 and (await resp.json())["is_active"] is True
     assert (await http.get("/api/v1/users/me", headers=bearer(token))).status == 200
     assert (await http.post(f"{USERS}/{uuid.uuid4()}/disable", headers=admin)).status == 404
+    # PATCH changes a Keycloak user's activity, and nothing Keycloak manages.
+    resp = await http.patch(f"{USERS}/{sub}", headers=admin, json={"is_active": False})
+    assert resp.status == 200 and (await resp.json())["is_active"] is False
+    assert (await http.get("/api/v1/users/me", headers=bearer(token))).status == 401
+    resp = await http.patch(f"{USERS}/{sub}", headers=admin, json={"username": "renamed"})
+    assert resp.status == 409 and "Keycloak manages" in (await error_of(resp))["message"]
+    resp = await http.patch(f"{USERS}/{uuid.uuid4()}", headers=admin, json={"is_active": True})
+    assert resp.status == 404
 
 
 async def test_a_disabled_keycloak_users_api_keys_stop_too(make_client, issuer):

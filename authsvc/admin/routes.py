@@ -13,7 +13,6 @@ from ..web import Api, json_response
 
 api = Api()
 USERS = "/api/v1/admin/users"
-LOCAL_USER = USERS + "/{id:[0-9]{1,16}}"
 USER = USERS + "/{id:[0-9A-Za-z-]{1,64}}"  # a local account's id or a Keycloak user's sub
 ROLE_PATH = "{role:[a-z][a-z0-9_.-]{0,63}}"
 
@@ -183,11 +182,12 @@ async def get_user(request: web.Request, *, principal: Principal):
 
 @api.route(
     "PATCH",
-    LOCAL_USER,
-    summary="Change username, email, verification or activity",
+    USER,
+    summary="Change username, email, verification or activity (a Keycloak user's activity)",
     tags=("admin",),
     body=UserPatch(),
     responses={200: AdminAccount},
+    errors=(409,),  # identity taken; what Keycloak manages
     permission="users:write",
 )
 async def patch_user(request: web.Request, *, principal: Principal, body: dict):

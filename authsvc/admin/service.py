@@ -138,7 +138,9 @@ class AdminService:
         return {**view, "roles": sorted(await self._rbac.user_roles(user_id))}
 
     async def update_user(self, user_id: str, changes: dict, *, actor: Principal) -> dict:
-        acc = await self._accounts.get(user_id) if user_id.isdigit() else None
+        if not keys.is_local(user_id):
+            return await self._update_external(user_id, changes, actor=actor)
+        acc = await self._accounts.get(user_id)
         if acc is None:
             raise NotFound("no such user")
         now_ms = to_ms(self._clock())
@@ -174,6 +176,20 @@ class AdminService:
             target_user=user_id,
             fields=",".join(sorted(changes)),
         )
+        return await self.get_user(user_id)
+
+    async def _update_external(self, user_id: str, changes: dict, *, actor: Principal) -> dict:
+        """A Keycloak user: only `is_active` is ours to change; the rest is Keycloak's."""
+        if await self._users.get(user_id) is None:
+            raise NotFound("no such user")
+        theirs = sorted(set(changes) - {"is_active"})
+        if theirs:
+            raise Conflict(
+                f"Keycloak manages this user's {', '.join(theirs)}; change it there",
+                fields={name: ["Managed by Keycloak."] for name in theirs},
+            )
+        if "is_active" in changes:
+            return await self.set_active(user_id, changes["is_active"], actor=actor)
         return await self.get_user(user_id)
 
     async def set_active(self, user_id: str, active: bool, *, actor: Principal) -> dict:
