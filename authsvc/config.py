@@ -78,8 +78,8 @@ class Settings:
     # Roles, API keys
     default_role: str = "user"
     rbac_cache_ttl: float = 2.0
-    # Keycloak realm/client roles -> local roles, "kc-role=local-role,..."; a token role
-    # with no mapping counts as the local role of the same name, if there is one.
+    # Keycloak realm/client roles -> local roles, "kc-role=local-role,...". Default deny:
+    # a token role the mapping does not name gives no local role at all.
     keycloak_role_mapping: tuple[str, ...] = ()
     apikey_rate_limit: int = 600  # requests per key per minute
     # Keycloak (OIDC). No issuer: the Keycloak path is off and such tokens are refused.

@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from authsvc.app_keys import SERVICES
+from authsvc.web import AUTHENTICATOR
 
 from .helpers import error_of
 from .keycloak_issuer import CLIENT, Issuer
@@ -70,6 +71,40 @@ async def test_roles_come_from_realm_and_client_access(kc_client, issuer):
     # Another client's roles do not count.
     other = issuer.token(resource_access={"account": {"roles": ["player"]}})
     assert (await mapped.get("/api/v1/admin/users", headers=bearer(other))).status == 403
+
+
+async def test_unmapped_token_roles_give_nothing_even_when_named_admin(kc_client, issuer, store):
+    """Default deny: the identity provider's `admin` is not ours. Only roles that
+    KEYCLOAK_ROLE_MAPPING names become local roles."""
+    http = await kc_client(keycloak_role_mapping=("player=guest",))
+    attacker = "7a0c3b1e-0d4f-4a51-9b7e-2f3a4b5c6d7e"
+    victim = "1b2c3d4e-5f60-4718-8a9b-0c1d2e3f4a5b"
+    forged_roles = {
+        "realm_access": {"roles": ["admin", "manager", "service", "offline_access"]},
+        "resource_access": {CLIENT: {"roles": ["admin", "player"]}},
+    }
+    token = issuer.token(sub=attacker, **forged_roles)
+    me = bearer(token)
+    assert (await http.get("/api/v1/users/me", headers=me)).status == 200
+    for method, path, body in (
+        ("GET", "/api/v1/admin/users", None),
+        ("GET", "/api/v1/admin/roles", None),
+        ("POST", f"/api/v1/admin/users/{victim}/roles", {"role": "admin"}),
+        ("POST", f"/api/v1/admin/users/{attacker}/roles", {"role": "admin"}),
+        ("POST", "/api/v1/tokens/introspect", {"token": token}),
+    ):
+        resp = await http.request(method, path, json=body, headers=me)
+        assert resp.status == 403, (method, path, await resp.text())
+    assert await store.smembers(f"user:{{{victim}}}:roles") == set()
+    assert await store.smembers(f"user:{{{attacker}}}:roles") == set()
+    # What the caller holds: the default role and the mapped `guest`, nothing named in
+    # the token.
+    authz = http.app[SERVICES].authorizer
+    principal = await http.app[AUTHENTICATOR].verify_token(token)
+    assert await authz.roles_of(principal) == {"user", "guest"}
+    # An operator who wants the provider's admins to be admins says so.
+    mapped = await kc_client(keycloak_role_mapping=("admin=admin",))
+    assert (await mapped.get("/api/v1/admin/users", headers=me)).status == 200
 
 
 async def test_issuer_audience_and_time_checks(kc_client, issuer):

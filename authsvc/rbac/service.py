@@ -1,7 +1,8 @@
 """Who may do what: the permission check every route declares, and role administration.
 
 Effective permissions are computed from the user's roles in the store (plus, for
-Keycloak users, their token's roles mapped through KEYCLOAK_ROLE_MAPPING), expanded
+Keycloak users, DEFAULT_ROLE and those of their token's roles that KEYCLOAK_ROLE_MAPPING
+names, as the local roles it maps them to; unmapped token roles give nothing), expanded
 through inheritance, and cached per user for RBAC_CACHE_TTL seconds. Every role change
 publishes on `authsvc:rbac`; each process drops the affected cache entries when the
 message arrives, so a removed role stops working at once in every process — the
@@ -65,8 +66,11 @@ class Authorizer:
         return self._defs
 
     def mapped(self, token_roles: tuple[str, ...]) -> set[str]:
-        """An external issuer's roles as local role names: the mapping, or the same name."""
-        return {self._mapping.get(r, r) for r in token_roles}
+        """An external issuer's roles as local role names, through the mapping only.
+        Default deny: a token role the mapping does not name gives nothing, whatever it
+        is called (an identity provider's `admin` is not our `admin`)."""
+        mapping = self._mapping
+        return {mapping[r] for r in token_roles if r in mapping}
 
     async def roles_of(self, principal: Principal) -> set[str]:
         roles = await self._store.user_roles(principal.user_id)
