@@ -359,8 +359,12 @@ async def admin_activity(request: web.Request, *, principal: Principal, query: d
     permission="audit:read",
 )
 async def activity_stats(request: web.Request, *, principal: Principal, query: dict):
-    until = _ms(query["until"]) or int(request.app[SERVICES].clock() * 1000)
-    since = _ms(query["since"]) or until - 86_400_000
+    until = _ms(query["until"])
+    if until is None:  # (not `or`: the epoch itself is a valid bound)
+        until = int(request.app[SERVICES].clock() * 1000)
+    since = _ms(query["since"])
+    if since is None:
+        since = until - 86_400_000
     return json_response(
         await request.app[SERVICES].audit_reader.stats(since_ms=since, until_ms=until)
     )
