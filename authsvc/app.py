@@ -39,6 +39,7 @@ from .oidc import KeycloakVerifier
 from .passwords import PasswordHasher
 from .profiles import routes as profile_routes
 from .profiles.service import ProfileService
+from .rbac.guard import SuperuserGuard
 from .rbac.service import Authorizer, RoleService
 from .sessions import routes as session_routes
 from .sessions.service import SessionService
@@ -313,8 +314,14 @@ def build_services(
         for kind in KINDS
     }
     audit_reader = AuditReader(store)
+    guard = SuperuserGuard(store=rbac_store)
     admin = AdminService(
-        accounts=account_store, rbac=rbac_store, lifecycle=lifecycle, audit=audit, clock=clock
+        accounts=account_store,
+        rbac=rbac_store,
+        lifecycle=lifecycle,
+        audit=audit,
+        guard=guard,
+        clock=clock,
     )
     admin.purgers.extend(f.purge for f in favorites.values())
     profile_store = ProfileStore(store)
@@ -340,7 +347,11 @@ def build_services(
         lifecycle=lifecycle,
         authorizer=authorizer,
         roles=RoleService(
-            store=rbac_store, authorizer=authorizer, audit=audit, user_exists=user_exists
+            store=rbac_store,
+            authorizer=authorizer,
+            audit=audit,
+            user_exists=user_exists,
+            guard=guard,
         ),
         admin=admin,
         favorites=favorites,

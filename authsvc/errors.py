@@ -31,6 +31,10 @@ class Code(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     STORE_UNAVAILABLE = "store_unavailable"
     CONFLICT = "conflict"
+    # The last-admin guard (rbac/guard.py): no change may leave no one holding `*`, and
+    # an administrator cannot disable, delete or demote themselves.
+    LAST_ADMIN = "last_admin"
+    SELF_LOCKOUT = "self_lockout"
     INTERNAL = "internal_error"
 
 

@@ -34,6 +34,8 @@ STATUS: dict[Code, int] = {
     Code.USERNAME_TAKEN: 409,
     Code.EMAIL_TAKEN: 409,
     Code.CONFLICT: 409,
+    Code.LAST_ADMIN: 409,
+    Code.SELF_LOCKOUT: 409,
     Code.INVALID_CREDENTIALS: 401,
     Code.ACCOUNT_DISABLED: 403,
     Code.FORBIDDEN: 403,

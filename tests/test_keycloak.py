@@ -107,6 +107,36 @@ async def test_unmapped_token_roles_give_nothing_even_when_named_admin(kc_client
     assert (await mapped.get("/api/v1/admin/users", headers=me)).status == 200
 
 
+async def test_a_keycloak_user_holding_admin_locally_is_guarded_as_the_last_admin(
+    kc_client, issuer
+):
+    http = await kc_client()
+    local = {"username": "kc_guard_a", "email": "kcga@x.io", "password": "admin password"}
+    acc = await http.app[SERVICES].accounts.register(**local, roles=("admin", "user"))
+    login = await (
+        await http.post(
+            "/login", json={"username": local["username"], "password": local["password"]}
+        )
+    ).json()
+    admin = bearer(login["token"])
+    sub = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b"
+    kc = bearer(issuer.token(sub=sub))
+    assert (await http.get("/api/v1/users/me", headers=kc)).status == 200
+    resp = await http.post(
+        f"/api/v1/admin/users/{sub}/roles", json={"role": "admin"}, headers=admin
+    )
+    assert resp.status == 200
+    # The Keycloak user, admin through the store, disables the only other admin...
+    assert (await http.post(f"/api/v1/admin/users/{acc['id']}/disable", headers=kc)).status == 200
+    # ...and is now the last holder of `*`: they cannot leave, nor drop it.
+    resp = await http.delete("/api/v1/users/me", headers=kc)
+    assert resp.status == 409 and (await error_of(resp))["code"] == "last_admin"
+    resp = await http.delete(f"/api/v1/admin/users/{sub}/roles/admin", headers=kc)
+    assert resp.status == 409 and (await error_of(resp))["code"] == "self_lockout"
+    assert (await http.post(f"/api/v1/admin/users/{acc['id']}/enable", headers=kc)).status == 200
+    assert (await http.delete("/api/v1/users/me", headers=kc)).status == 204
+
+
 async def test_issuer_audience_and_time_checks(kc_client, issuer):
     http = await kc_client()
     now = int(time.time())

@@ -26,6 +26,7 @@ from ..clock import Clock
 from ..errors import Code, Conflict, Forbidden, NotFound, ValidationFailed
 from ..store import keys
 from ..store.rbac import RbacStore
+from .guard import SuperuserGuard
 from .permissions import BUILTIN_ROLES, expand, find_cycle, grants
 
 log = logging.getLogger("authsvc.rbac")
@@ -146,11 +147,18 @@ class Authorizer:
 
 class RoleService:
     def __init__(
-        self, *, store: RbacStore, authorizer: Authorizer, audit: Audit, user_exists
+        self,
+        *,
+        store: RbacStore,
+        authorizer: Authorizer,
+        audit: Audit,
+        user_exists,
+        guard: SuperuserGuard,
     ) -> None:
         self._store = store
         self._authz = authorizer
         self._audit = audit
+        self._guard = guard
         self._user_exists = user_exists  # async (user_id) -> bool
 
     async def list(self) -> list[dict]:
@@ -209,8 +217,11 @@ class RoleService:
                 )
             return {name: role}
 
-        existed = name in await self._authz.definitions()
-        await self._store.change_roles(change)
+        async with self._guard.redefining():
+            current = await self._store.roles()
+            existed = name in current
+            await self._guard.check_definitions(current, change(current))
+            await self._store.change_roles(change)
         await self._changed("roles")
         await self._audit.record(
             "role_updated" if existed else "role_created",
@@ -266,8 +277,9 @@ class RoleService:
         return sorted(await self._store.user_roles(user_id))
 
     async def revoke(self, user_id: str, role: str, *, actor: Principal) -> None:
-        if not await self._store.revoke(user_id, role):
-            raise NotFound(f"user does not hold '{role}'")
+        async with self._guard.removing(user_id, actor=actor.user_id, role=role):
+            if not await self._store.revoke(user_id, role):
+                raise NotFound(f"user does not hold '{role}'")
         await self._changed(user_id)
         await self._audit.record(
             "role_removed",

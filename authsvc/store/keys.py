@@ -119,6 +119,9 @@ def user_roles(user_id: int | str) -> str:
 
 ROLES = "rbac:roles"  # hash: role name -> JSON {permissions, inherits, description, builtin}
 RBAC_CHANNEL = "authsvc:rbac"  # pub/sub: role changes, so every process drops its cache
+# string with a TTL (a lease): held while a change that could take `*` from its last
+# holder checks and applies itself, so two such changes cannot race (rbac/guard.py).
+SUPERUSER_LEASE = "rbac:superuser_lease"
 
 
 # Lex indexes (authsvc/store/lexindex.py): ordered sets of strings, each kept as a
