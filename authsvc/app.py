@@ -144,6 +144,8 @@ def create_app(
     async def http_ctx(app: web.Application) -> AsyncIterator[None]:
         app[HTTP] = aiohttp.ClientSession()
         yield
+        if keycloak is not None:
+            await keycloak.aclose()
         await app[HTTP].close()
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:

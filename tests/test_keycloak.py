@@ -201,6 +201,57 @@ async def test_rotation_is_picked_up_with_one_refetch(kc_client, issuer):
     assert issuer.jwks_hits == hits + 1
 
 
+async def test_a_cached_token_dies_with_its_key(kc_client, issuer):
+    """The verified-token cache must not outlive the key: once a JWKS refresh no longer
+    lists the kid that verified a token, the token is refused, cached or not."""
+    http = await kc_client(jwks_min_refresh_interval=0)
+    old_kid = issuer.keys[-1][0]
+    old = bearer(issuer.token(sub="3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"))
+    assert (await http.get("/api/v1/users/me", headers=old)).status == 200  # now cached
+    assert (await http.get("/api/v1/users/me", headers=old)).status == 200
+    issuer.rotate()
+    issuer.retire(old_kid)  # Keycloak withdraws the old key
+    # A token of the new key forces the refresh (an unknown kid)...
+    assert (await http.get("/api/v1/users/me", headers=bearer(issuer.token()))).status == 200
+    # ...and the old token, verified and cached before, is refused from then on.
+    resp = await http.get("/api/v1/users/me", headers=old)
+    assert resp.status == 401, await resp.text()
+    assert "key the issuer does not publish" in (await error_of(resp))["message"]
+    intro = http.app[AUTHENTICATOR]
+    with pytest.raises(Exception, match="does not publish"):
+        await intro.verify_token(old["Authorization"][7:])
+
+
+async def test_a_withdrawn_key_is_noticed_while_every_request_hits_the_cache(kc_client, issuer):
+    http = await kc_client(jwks_min_refresh_interval=0, jwks_cache_ttl=1)
+    old_kid = issuer.keys[-1][0]
+    old = bearer(issuer.token())
+    assert (await http.get("/api/v1/users/me", headers=old)).status == 200
+    hits = issuer.jwks_hits
+    issuer.rotate()
+    issuer.retire(old_kid)
+    await asyncio.sleep(1.1)  # the keys are due for a refresh; no request misses
+    deadline = time.monotonic() + 3
+    while (await http.get("/api/v1/users/me", headers=old)).status == 200:
+        assert time.monotonic() < deadline, "a token of a withdrawn key is still accepted"
+        await asyncio.sleep(0.02)
+    # One background refresh (not one per hit), then the refused token's own miss:
+    # its kid is unknown now, which may refetch (JWKS_MIN_REFRESH_INTERVAL is 0 here).
+    assert issuer.jwks_hits <= hits + 2
+
+
+async def test_a_cached_token_whose_key_stays_is_not_verified_again(kc_client, issuer):
+    http = await kc_client(jwks_min_refresh_interval=0)
+    token = bearer(issuer.token())
+    assert (await http.get("/api/v1/users/me", headers=token)).status == 200
+    issuer.rotate()  # a new key beside the old one: nothing withdrawn
+    assert (await http.get("/api/v1/users/me", headers=bearer(issuer.token()))).status == 200
+    hits = issuer.jwks_hits
+    for _ in range(20):
+        assert (await http.get("/api/v1/users/me", headers=token)).status == 200
+    assert issuer.jwks_hits == hits
+
+
 async def test_keycloak_down_keeps_cached_keys_working(kc_client, issuer):
     http = await kc_client(jwks_min_refresh_interval=0, jwks_cache_ttl=1)
     token = issuer.token()
