@@ -23,6 +23,12 @@ from .metrics import observe_request
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 REQUEST_ID_HEADER = "X-Request-ID"
+# On every answer: no content sniffing, and no software version to look up exploits for
+# (aiohttp's default Server header is "Python/3.x aiohttp/3.x").
+EDGE_HEADERS = {"X-Content-Type-Options": "nosniff", "Server": "authsvc"}
+# Answers carry personal data (accounts, sessions, tokens, keys...) unless a route says
+# otherwise with a Cache-Control of its own (the OpenAPI document is public).
+DEFAULT_CACHE_CONTROL = "no-store"
 # A caller's id is kept only if it cannot smuggle anything into a log line or header.
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 
@@ -80,8 +86,8 @@ _counter = itertools.count(1)
 @web.middleware
 async def edge_middleware(request: web.Request, handler) -> web.StreamResponse:
     """The outermost layer: the request id (context for the logs, header for the
-    caller) and the request metrics, in one middleware because each layer costs a
-    little on every request."""
+    caller), the headers every answer carries, and the request metrics, in one
+    middleware because each layer costs a little on every request."""
     start = time.perf_counter()
     given = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = given if given and _SANE_ID.match(given) else f"{_PREFIX}{next(_counter):08x}"
@@ -91,12 +97,19 @@ async def edge_middleware(request: web.Request, handler) -> web.StreamResponse:
         try:
             response = await handler(request)
         except web.HTTPException as exc:  # the error middleware lets redirects through
-            exc.headers[REQUEST_ID_HEADER] = request_id
+            _edge_headers(exc.headers, request_id)
             status = exc.status
             raise
-        response.headers[REQUEST_ID_HEADER] = request_id
+        _edge_headers(response.headers, request_id)
         status = response.status
         return response
     finally:
         REQUEST_ID.reset(token)
         observe_request(request, status, time.perf_counter() - start)
+
+
+def _edge_headers(headers, request_id: str) -> None:
+    headers[REQUEST_ID_HEADER] = request_id
+    headers.update(EDGE_HEADERS)
+    if "Cache-Control" not in headers:
+        headers["Cache-Control"] = DEFAULT_CACHE_CONTROL
