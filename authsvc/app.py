@@ -33,7 +33,7 @@ from .favorites import routes as favorite_routes
 from .favorites.kinds import KINDS
 from .favorites.service import FavoriteService
 from .introspect import Introspector
-from .logs import edge_middleware
+from .logs import access_log_args, edge_middleware
 from .mail import Mailer, MailQueue, OutboxMailer, SmtpMailer
 from .oidc import KeycloakVerifier
 from .passwords import PasswordHasher
@@ -104,6 +104,7 @@ def create_app(
         # counted with the status the error middleware gave it.
         middlewares=[edge_middleware, error_middleware],
         client_max_size=settings.max_body_bytes,
+        handler_args=access_log_args(settings.access_log),
     )
     app[health.ACTIVE_SESSIONS] = health.ActiveSessions(settings.metrics_session_scan_interval)
     app[SETTINGS] = settings

@@ -179,6 +179,9 @@ class Settings:
     catalog_negative_cache_ttl: int = 10
     log_level: str = "INFO"
     log_format: str = "json"  # or "text", for a human at a terminal
+    # One line per request (authsvc.logs.AccessLogger), whatever LOG_LEVEL says; off
+    # for benchmarks.
+    access_log: bool = True
     # /metrics counts the live sessions with a SCAN at most this often (s); 0: never
     metrics_session_scan_interval: float = 60.0
 

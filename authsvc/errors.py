@@ -7,6 +7,7 @@ from enum import StrEnum
 
 
 class Code(StrEnum):
+    MALFORMED_REQUEST = "malformed_request"  # not even HTTP (answered by the protocol)
     INVALID_JSON = "invalid_json"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     BODY_TOO_LARGE = "body_too_large"

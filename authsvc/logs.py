@@ -17,9 +17,11 @@ import sys
 import time
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .metrics import observe_request
+from .web import client_ip
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -45,6 +47,9 @@ class JsonFormatter(logging.Formatter):
         request_id = REQUEST_ID.get()
         if request_id:
             entry["request_id"] = request_id
+        fields = getattr(record, "fields", None)  # logger.info(..., extra={"fields": {...}})
+        if fields:
+            entry.update(fields)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
@@ -83,6 +88,10 @@ _PREFIX = secrets.token_hex(4)
 _counter = itertools.count(1)
 
 
+def new_request_id() -> str:
+    return f"{_PREFIX}{next(_counter):08x}"
+
+
 @web.middleware
 async def edge_middleware(request: web.Request, handler) -> web.StreamResponse:
     """The outermost layer: the request id (context for the logs, header for the
@@ -90,17 +99,17 @@ async def edge_middleware(request: web.Request, handler) -> web.StreamResponse:
     middleware because each layer costs a little on every request."""
     start = time.perf_counter()
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = given if given and _SANE_ID.match(given) else f"{_PREFIX}{next(_counter):08x}"
+    request_id = given if given and _SANE_ID.match(given) else new_request_id()
     token = REQUEST_ID.set(request_id)
     status = 500
     try:
         try:
             response = await handler(request)
         except web.HTTPException as exc:  # the error middleware lets redirects through
-            _edge_headers(exc.headers, request_id)
+            edge_headers(exc.headers, request_id)
             status = exc.status
             raise
-        _edge_headers(response.headers, request_id)
+        edge_headers(response.headers, request_id)
         status = response.status
         return response
     finally:
@@ -108,8 +117,58 @@ async def edge_middleware(request: web.Request, handler) -> web.StreamResponse:
         observe_request(request, status, time.perf_counter() - start)
 
 
-def _edge_headers(headers, request_id: str) -> None:
+def edge_headers(headers, request_id: str) -> None:
+    """What every answer carries: its request id, EDGE_HEADERS, and no-store unless the
+    route chose its own Cache-Control."""
     headers[REQUEST_ID_HEADER] = request_id
     headers.update(EDGE_HEADERS)
     if "Cache-Control" not in headers:
         headers["Cache-Control"] = DEFAULT_CACHE_CONTROL
+
+
+ACCESS_LOGGER = "authsvc.access"
+
+
+class AccessLogger(AbstractAccessLogger):
+    """The access log: one line per answered request, with the method, the route
+    template (never the raw path: ids and query strings stay out), the status, the
+    duration, the request id and the client's address as the rate limits see it. Never
+    a header, a token, a query or a body.
+
+    aiohttp calls it (`access_log_class`) after the answer is written, also for the
+    requests it answered itself because it could not parse them (route `unparsed`)."""
+
+    def log(self, request, response, time: float) -> None:
+        try:
+            info = request.match_info
+        except AssertionError:  # aiohttp could not parse the request: it never matched
+            info = None
+        if info is None:
+            route, client = "unparsed", request.remote
+        else:
+            resource = info.route.resource if info.http_exception is None else None
+            route = resource.canonical if resource is not None else "unmatched"
+            client = client_ip(request)
+        fields = {
+            "method": request.method,
+            "route": route,
+            "status": response.status,
+            "duration_ms": round(time * 1000, 3),
+            "request_id": response.headers.get(REQUEST_ID_HEADER, ""),
+            "client": client,
+        }
+        self.logger.info(
+            "%s %s %s", fields["method"], route, fields["status"], extra={"fields": fields}
+        )
+
+
+def access_log_args(enabled: bool) -> dict[str, object]:
+    """The handler arguments (web.Application(handler_args=...)) that switch the access
+    log on or off, whichever runner serves the app. On, its logger says INFO whatever
+    LOG_LEVEL is: ACCESS_LOG alone decides."""
+    if not enabled:
+        return {"access_log": None}
+    logger = logging.getLogger(ACCESS_LOGGER)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    return {"access_log_class": AccessLogger, "access_log": logger}

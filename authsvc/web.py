@@ -27,6 +27,7 @@ AUTHORIZER = web.AppKey("authorizer", object)  # rbac.service.Authorizer
 LIVENESS = web.AppKey("liveness", object)
 
 STATUS: dict[Code, int] = {
+    Code.MALFORMED_REQUEST: 400,
     Code.INVALID_JSON: 400,
     Code.UNSUPPORTED_MEDIA_TYPE: 415,
     Code.BODY_TOO_LARGE: 413,
