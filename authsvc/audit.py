@@ -61,6 +61,21 @@ class Audit:
         """Append one event: who (user id, preferred_username), what, targets, where.
         personal=False keeps it out of the users' own activity streams (the event of an
         account's deletion must not recreate the stream the deletion removed)."""
+        self.record_nowait(
+            action, user_id=user_id, username=username, ip=ip, personal=personal, **details
+        )
+
+    def record_nowait(
+        self,
+        action: str,
+        *,
+        user_id: str | int | None = None,
+        username: str | None = None,
+        ip: str | None = None,
+        personal: bool = True,
+        **details: object,
+    ) -> None:
+        """`record`, from code that is not a coroutine (a loop callback)."""
         count_event(action)
         now_ms = int(self._clock() * 1000)
         fields: dict[str, str] = {"action": action, "ts": str(now_ms)}
@@ -95,6 +110,7 @@ class Audit:
 
     async def flush(self) -> None:
         """Write everything recorded so far (at shutdown, and in tests)."""
+        await asyncio.sleep(0)  # events recorded by callbacks already scheduled, too
         self._start_flush()
         if self._writes:
             await asyncio.wait(list(self._writes))

@@ -102,9 +102,7 @@ async def _serve(app: web.Application, host: str, port: int, reuse_port: bool | 
         await runner.cleanup()
 
 
-def run_app(
-    app: web.Application, *, host: str, port: int, reuse_port: bool | None = None
-) -> None:
+def run_app(app: web.Application, *, host: str, port: int, reuse_port: bool | None = None) -> None:
     """Serve `app` on host:port until SIGINT or SIGTERM, as web.run_app does."""
     loop = asyncio.new_event_loop()
     main = loop.create_task(_serve(app, host, port, reuse_port))

@@ -30,6 +30,12 @@ def account(account_id: int | str) -> str:
     return f"account:{{{account_id}}}"
 
 
+# An account id no account ever has (ids are random integers from 1): requests that
+# must cost the same whether or not an account exists (forgot-password) send their
+# account commands to account:{0}, which never exists, when there is none.
+NO_ACCOUNT = "0"
+
+
 def username_claim(username_lc: str) -> str:
     """string -> account id; written with SET NX, so usernames are unique."""
     return f"account:username:{username_lc}"
