@@ -10,7 +10,8 @@ from authsvc.app import create_app
 from authsvc.config import Settings
 from authsvc.store.connection import create_client
 
-from .redis_proc import RedisClusterProcesses, RedisProcess
+from .oidc_provider import OidcProvider
+from .redis_proc import RedisClusterProcesses, RedisProcess, redis_server_bin, server_version
 
 # A fixed secret that passes the start-up entropy check (secrets.token_hex(32), once).
 SECRET = "5b0e7d2c94a1f3e86c7d09b4a2e51f6d8c3b7a90e4d12f5a6b8c9d0e1f2a3b4c"
@@ -32,6 +33,16 @@ def make_settings(**overrides) -> Settings:
     return Settings(**values)
 
 
+def pytest_report_header(config) -> str:
+    """Which server this run tests, so a pass count always names it."""
+    try:
+        binary = redis_server_bin()
+    except RuntimeError as exc:  # every storage test then fails with the same line
+        return f"store server: NONE ({exc})"
+    shape = "3-master cluster" if os.environ.get("AUTHSVC_TEST_CLUSTER") else "single node"
+    return f"store server: {binary} ({server_version(binary)}), {shape}"
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     if os.environ.get("AUTHSVC_TEST_CLUSTER"):
@@ -42,6 +53,27 @@ def redis_server(tmp_path_factory):
         server = RedisProcess(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def oidc_provider_process(tmp_path_factory):
+    """One real OpenID provider (npm oidc-provider in Node) for the whole session; fails
+    loudly when node or its packages are missing (`npm ci --prefix tests/oidc_provider`)."""
+    provider = OidcProvider(tmp_path_factory.mktemp("oidc-provider")).start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def oidc_provider(oidc_provider_process):
+    """The session's provider, running (a test that stopped it gets it back), with no
+    delay or tampering left over. Clients, accounts and keys persist across tests: use
+    fresh client ids and login names."""
+    oidc_provider_process.start()
+    oidc_provider_process.reset_controls()
+    yield oidc_provider_process
+    oidc_provider_process.start()
+    oidc_provider_process.reset_controls()
 
 
 @pytest.fixture
