@@ -157,8 +157,13 @@ class AccessLogger(AbstractAccessLogger):
             "request_id": response.headers.get(REQUEST_ID_HEADER, ""),
             "client": client,
         }
-        self.logger.info(
-            "%s %s %s", fields["method"], route, fields["status"], extra={"fields": fields}
+        self.logger.info(  # the fields for JSON lines; the message for LOG_FORMAT=text
+            "%s %s %s %.1f ms",
+            fields["method"],
+            route,
+            fields["status"],
+            fields["duration_ms"],
+            extra={"fields": fields},
         )
 
 
