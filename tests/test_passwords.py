@@ -11,6 +11,7 @@ import bcrypt
 
 from authsvc.passwords import PasswordHasher
 
+from .conftest import SECRET
 from .helpers import error_of, login, new_user, register
 
 
@@ -112,8 +113,8 @@ async def test_hash_is_upgraded_when_the_cost_changes(make_client, store):
 async def test_default_cost_is_the_identity_designs():
     from authsvc.config import Settings
 
-    assert Settings(jwt_secret="s" * 32).bcrypt_cost == 12
-    assert Settings.from_env({"API_JWT_SECRET": "s" * 32, "BCRYPT_COST": "11"}).bcrypt_cost == 11
+    assert Settings(jwt_secret=SECRET).bcrypt_cost == 12
+    assert Settings.from_env({"API_JWT_SECRET": SECRET, "BCRYPT_COST": "11"}).bcrypt_cost == 11
 
 
 async def test_registration_hash_uses_configured_cost(http, store):

@@ -187,7 +187,7 @@ async def get_user(request: web.Request, *, principal: Principal):
     tags=("admin",),
     body=UserPatch(),
     responses={200: AdminAccount},
-    errors=(409,),  # identity taken; what Keycloak manages
+    errors=(409,),  # identity taken; what Keycloak manages; the last-admin guard
     permission="users:write",
 )
 async def patch_user(request: web.Request, *, principal: Principal, body: dict):
@@ -203,6 +203,7 @@ async def patch_user(request: web.Request, *, principal: Principal, body: dict):
     summary="Delete an account (or what is kept about a Keycloak user) and everything it owns",
     tags=("admin",),
     responses={204: None},
+    errors=(409,),  # the last-admin guard
     permission="users:write",
 )
 async def delete_user(request: web.Request, *, principal: Principal):
@@ -216,6 +217,7 @@ async def delete_user(request: web.Request, *, principal: Principal):
     summary="Disable: revokes every session (a Keycloak user's tokens) at once",
     tags=("admin",),
     responses={200: AdminAccount},
+    errors=(409,),  # the last-admin guard
     permission="users:write",
     active=False,
 )
@@ -257,6 +259,7 @@ async def list_roles(request: web.Request, *, principal: Principal):
     tags=("roles",),
     body=RoleRequest(),
     responses={201: Role, 200: Role},
+    errors=(409,),  # cycles, built-ins; the last-admin guard
     permission="roles:write",
 )
 async def create_role(request: web.Request, *, principal: Principal, body: dict):
@@ -316,6 +319,7 @@ async def grant_role(request: web.Request, *, principal: Principal, body: dict):
     summary="Remove a role (effective at once)",
     tags=("roles",),
     responses={204: None},
+    errors=(409,),  # the last-admin guard
     permission="roles:write",
 )
 async def revoke_role(request: web.Request, *, principal: Principal):
@@ -379,8 +383,12 @@ async def admin_activity(request: web.Request, *, principal: Principal, query: d
     permission="audit:read",
 )
 async def activity_stats(request: web.Request, *, principal: Principal, query: dict):
-    until = _ms(query["until"]) or int(request.app[SERVICES].clock() * 1000)
-    since = _ms(query["since"]) or until - 86_400_000
+    until = _ms(query["until"])
+    if until is None:  # (not `or`: the epoch itself is a valid bound)
+        until = int(request.app[SERVICES].clock() * 1000)
+    since = _ms(query["since"])
+    if since is None:
+        since = until - 86_400_000
     return json_response(
         await request.app[SERVICES].audit_reader.stats(since_ms=since, until_ms=until)
     )

@@ -14,6 +14,7 @@ from ..auth import LOCAL, Principal
 from ..clock import Clock, iso, to_ms
 from ..errors import Code, Conflict, NotFound, ValidationFailed
 from ..normalize import email_lc, username_lc
+from ..rbac.guard import SuperuserGuard
 from ..store import keys
 from ..store.accounts import AccountStore, ClaimTaken, RegistrationAbandoned
 from ..store.rbac import RbacStore
@@ -50,11 +51,13 @@ class AdminService:
         lifecycle: LifecycleService,
         audit: Audit,
         users: UserStore,
+        guard: SuperuserGuard,
         clock: Clock = time.time,
     ) -> None:
         self._accounts = accounts
         self._users = users
         self._rbac = rbac
+        self.guard = guard
         self._lifecycle = lifecycle
         self._audit = audit
         self._clock = clock
@@ -140,6 +143,13 @@ class AdminService:
     async def update_user(self, user_id: str, changes: dict, *, actor: Principal) -> dict:
         if not keys.is_local(user_id):
             return await self._update_external(user_id, changes, actor=actor)
+        if changes.get("is_active") is False:
+            # Checked before any field changes, so a refused PATCH changes nothing.
+            async with self.guard.removing(user_id, actor=actor.user_id):
+                return await self._update_user(user_id, changes, actor=actor)
+        return await self._update_user(user_id, changes, actor=actor)
+
+    async def _update_user(self, user_id: str, changes: dict, *, actor: Principal) -> dict:
         acc = await self._accounts.get(user_id)
         if acc is None:
             raise NotFound("no such user")
@@ -193,27 +203,40 @@ class AdminService:
         return await self.get_user(user_id)
 
     async def set_active(self, user_id: str, active: bool, *, actor: Principal) -> dict:
-        if keys.is_local(user_id):
-            await self._lifecycle.set_active(user_id, active, actor=actor.user_id)
+        if active:
+            await self._set_active(user_id, active, actor=actor)
         else:
-            # Every request of an external user checks this flag (web.Api), so their
-            # tokens, cached or not, are refused from now on.
-            if not await self._users.set_active(user_id, active, now_ms=to_ms(self._clock())):
-                raise NotFound("no such user")
-            await self._audit.record(
-                "account_enabled" if active else "account_disabled",
-                user_id=actor.user_id,
-                username=actor.username,
-                target_user=user_id,
-            )
+            async with self.guard.removing(user_id, actor=actor.user_id):
+                await self._set_active(user_id, active, actor=actor)
         return await self.get_user(user_id)
 
+    async def _set_active(self, user_id: str, active: bool, *, actor: Principal) -> None:
+        if keys.is_local(user_id):
+            await self._lifecycle.set_active(user_id, active, actor=actor.user_id)
+            return
+        # Every request of an external user checks this flag (web.Api), so their
+        # tokens, cached or not, are refused from now on.
+        if not await self._users.set_active(user_id, active, now_ms=to_ms(self._clock())):
+            raise NotFound("no such user")
+        await self._audit.record(
+            "account_enabled" if active else "account_disabled",
+            user_id=actor.user_id,
+            username=actor.username,
+            target_user=user_id,
+        )
+
     async def delete_user(self, user_id: str, *, actor: Principal | None) -> None:
+        """Delete an account or what is kept about a Keycloak user: by an administrator
+        (`actor`), or by its owner (None)."""
         if not keys.is_local(user_id):
             await self.delete_external(user_id, actor=actor)
             return
         if await self._accounts.get(user_id) is None:
             raise NotFound("no such user")
+        async with self.guard.removing(user_id, actor=actor.user_id if actor else None):
+            await self._delete_user(user_id, actor=actor)
+
+    async def _delete_user(self, user_id: str, *, actor: Principal | None) -> None:
         for purge in self.purgers:
             await purge(user_id)
         # Buffered events about the user would recreate their activity stream later.
@@ -241,6 +264,13 @@ class AdminService:
         to keep them out)."""
         if actor is not None and await self._users.get(user_id) is None:
             raise NotFound("no such user")
+        async with self.guard.removing(user_id, actor=actor.user_id if actor else None):
+            await self.forget_external(user_id, actor=actor, username=username)
+
+    async def forget_external(
+        self, user_id: str, *, actor: Principal | None, username: str = ""
+    ) -> None:
+        """delete_external's work, for a caller already inside `guard.removing`."""
         for purge in self.purgers:
             await purge(user_id)
         await self._audit.flush()

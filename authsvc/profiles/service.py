@@ -169,8 +169,9 @@ class ProfileService:
         if principal.kind == LOCAL:
             await self._admin.delete_user(principal.user_id, actor=None)
             return
-        for key in await self._api_keys.list(principal):
-            await self._api_keys.revoke(principal, key["id"])
-        await self._admin.delete_external(
-            principal.user_id, actor=None, username=principal.username
-        )
+        async with self._admin.guard.removing(principal.user_id, actor=None):
+            for key in await self._api_keys.list(principal):
+                await self._api_keys.revoke(principal, key["id"])
+            await self._admin.forget_external(
+                principal.user_id, actor=None, username=principal.username
+            )

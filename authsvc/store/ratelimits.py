@@ -32,8 +32,7 @@ class RateLimitStore:
     async def hit(self, counters: list[tuple[str, int]]) -> list[int]:
         """Count one hit on each (key, window_ms); returns the new counts."""
         if len(counters) == 1:
-            # One script call: a pipeline carrying a script costs redis-py a SCRIPT
-            # EXISTS round trip before it (each time), so one counter goes on its own.
+            # One script, one round trip: a pipeline would also send SCRIPT EXISTS.
             ((key, window_ms),) = counters
             return [int(await self._hit(keys=[key], args=[window_ms]))]
         if isinstance(self._r, redis.RedisCluster):
