@@ -279,6 +279,7 @@ def _setup_oidc(app: web.Application, settings: Settings, clock: Clock) -> None:
             accounts=services.accounts,
             sessions=services.sessions,
             roles=RbacStore(store),
+            guard=services.admin.guard,
             limiter=RequestLimiter(RateLimitStore(store), window_s=settings.request_limit_window),
             audit=services.audit,
             redirect_allowlist=settings.oidc_redirect_allowlist,

@@ -215,3 +215,64 @@ async def test_a_keycloak_user_cannot_use_local_only_routes(http, issuer):
     )
     assert resp.status == 403
     assert "local account" in (await error_of(resp))["message"]
+
+
+async def _refused(resp, code: str) -> None:
+    assert resp.status == 409, await resp.text()
+    assert (await error_of(resp))["code"] == code
+
+
+async def test_the_last_admin_guard_covers_keycloak_users_by_sub(http, issuer):
+    """A Keycloak user granted `admin` here is guarded as a local administrator is: no
+    route (disable, PATCH, DELETE by sub, removing the role, DELETE /users/me) removes
+    the last holder of `*`, they cannot lock themselves out, and a disabled Keycloak
+    holder no longer counts as someone holding `*`."""
+    local, admin = await make_admin(http)
+    resp = await http.post(
+        "/api/v1/admin/roles",
+        json={"name": "usermgr", "permissions": ["users:*", "roles:*"]},
+        headers=admin,
+    )
+    assert resp.status in (200, 201), await resp.text()
+    mgr = await register(http)
+    assert (
+        await http.post(f"{USERS}/{mgr['id']}/roles", json={"role": "usermgr"}, headers=admin)
+    ).status == 200
+    from .helpers import login
+
+    m = bearer(await login(http, mgr))
+    sub, token = await seen(http, issuer)
+    k = bearer(token)
+    assert (await http.post(f"{USERS}/{sub}/roles", json={"role": "admin"}, headers=admin)).status
+    user = f"{USERS}/{sub}"
+    # Themselves, by sub: refused even while another administrator exists.
+    await _refused(await http.post(f"{user}/disable", headers=k), "self_lockout")
+    await _refused(await http.patch(user, json={"is_active": False}, headers=k), "self_lockout")
+    await _refused(await http.delete(user, headers=k), "self_lockout")
+    await _refused(await http.delete(f"{user}/roles/admin", headers=k), "self_lockout")
+    # The Keycloak user removes the local administrator: now they are the last holder.
+    resp = await http.delete(f"{USERS}/{local['id']}/roles/admin", headers=k)
+    assert resp.status == 204, await resp.text()
+    await _refused(await http.post(f"{user}/disable", headers=m), "last_admin")
+    await _refused(await http.patch(user, json={"is_active": False}, headers=m), "last_admin")
+    await _refused(await http.delete(user, headers=m), "last_admin")
+    await _refused(await http.delete(f"{user}/roles/admin", headers=m), "last_admin")
+    await _refused(await http.delete("/api/v1/users/me", headers=k), "last_admin")
+    after = await (await http.get(user, headers=m)).json()
+    assert after["is_active"] is True and after["roles"] == ["admin"]
+    assert (await http.get("/api/v1/users/me", headers=k)).status == 200
+    # With the local administrator back, the Keycloak user may be disabled; disabled,
+    # they hold nothing, so the local one is the last holder again.
+    grant = await http.post(f"{USERS}/{local['id']}/roles", json={"role": "admin"}, headers=k)
+    assert grant.status == 200
+    assert (await http.post(f"{user}/disable", headers=m)).status == 200
+    resp = await http.delete(f"{USERS}/{local['id']}/roles/admin", headers=m)
+    await _refused(resp, "last_admin")
+    assert (await http.patch(user, json={"is_active": True}, headers=m)).status == 200
+    resp = await http.delete(f"{USERS}/{local['id']}/roles/admin", headers=m)
+    assert resp.status == 204, await resp.text()
+    # And the last holder's deletion by sub: refused until someone else holds `*`.
+    await _refused(await http.delete(user, headers=m), "last_admin")
+    again = await http.post(f"{USERS}/{local['id']}/roles", json={"role": "admin"}, headers=k)
+    assert again.status == 200
+    assert (await http.delete(user, headers=m)).status == 204

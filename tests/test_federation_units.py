@@ -4,7 +4,9 @@ fixed clock (the integration tests run the same against the real provider and st
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import logging
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
@@ -208,6 +210,7 @@ class Identities:
         self.claims: dict[tuple[str, str], str] = {}
         self.entries: dict[str, dict[tuple[str, str], Identity]] = {}
         self.disabled: set[str] = set()
+        self.roles: Roles | None = None  # the accounts' roles, when a test shares them
 
     async def holder(self, kind, digest):
         return self.claims.get((kind, digest))
@@ -218,7 +221,8 @@ class Identities:
             return "gone"
         if account_id in self.disabled:
             return "disabled"
-        return SignIn(account_id, f"name{account_id}", ("user",), entry)
+        held = self.roles.held.get(account_id) if self.roles else None
+        return SignIn(account_id, f"name{account_id}", tuple(sorted(held or {"user"})), entry)
 
     async def release_if_stale(self, kind, digest, holder, *, now_ms):
         if (kind, digest) not in self.entries.get(holder, {}):
@@ -258,8 +262,9 @@ class Identities:
 
 
 class Registrar:
-    def __init__(self, identities: Identities) -> None:
+    def __init__(self, identities: Identities, roles: Roles | None = None) -> None:
         self.ids = identities
+        self.roles = roles
         self.made: list[dict] = []
         self.usernames = {"taken"}
 
@@ -269,6 +274,8 @@ class Registrar:
         account_id = str(len(self.made) + 1)
         self.made.append({"id": account_id, "username": username, "email": email, "roles": roles})
         self.usernames.add(username)
+        if self.roles is not None:
+            self.roles.held[account_id] = set(roles or ("user",))
         await self.ids.link(account_id, identity, sid="", now_ms=0)
         return account_id
 
@@ -286,14 +293,36 @@ class Sessions:
 
 
 class Roles:
+    def __init__(self) -> None:
+        self.held: dict[str, set[str]] = {}
+        self.revoked: list[tuple[str, str]] = []
+
     async def grant(self, user_id, role):
+        self.held.setdefault(user_id, set()).add(role)
         return True
 
     async def revoke(self, user_id, role):
+        self.revoked.append((user_id, role))
+        self.held.get(user_id, set()).discard(role)
         return True
 
     async def publish_change(self, what):
         return None
+
+
+class Guard:
+    """The last-admin guard: refuses to take a role in `last` from its (only) holder."""
+
+    def __init__(self) -> None:
+        self.last: set[tuple[str, str]] = set()
+        self.asked: list[tuple[str, str | None, str | None]] = []
+
+    @contextlib.asynccontextmanager
+    async def removing(self, user_id, *, actor, role=None):
+        self.asked.append((user_id, actor, role))
+        if (user_id, role) in self.last:
+            raise Conflict("no one else holds '*'", code=Code.LAST_ADMIN)
+        yield
 
 
 class Limiter:
@@ -347,7 +376,9 @@ class Client:
 @pytest.fixture
 async def world():
     audit, ids, flows, client, sessions = Audit(), Identities(), Flows(), Client(), Sessions()
-    registrar = Registrar(ids)
+    roles, guard = Roles(), Guard()
+    ids.roles = roles
+    registrar = Registrar(ids, roles)
     providers = ProviderService(
         store=Providers(),
         box=SecretBox.from_text(KEY),
@@ -382,7 +413,8 @@ async def world():
         client=client,
         accounts=registrar,
         sessions=sessions,
-        roles=Roles(),
+        roles=roles,
+        guard=guard,
         limiter=Limiter(),
         audit=audit,
         redirect_allowlist=("https://app.example/back",),
@@ -402,6 +434,9 @@ async def world():
         "ids": ids,
         "audit": audit,
         "identities": identities,
+        "providers": providers,
+        "roles": roles,
+        "guard": guard,
     }
 
 
@@ -525,3 +560,45 @@ async def test_a_device_registers_once_and_signs_in_after(world):
     world["ids"].entries["1"].clear()
     await devices.sign_in("d" * 20, device_name=None, ip=None, user_agent="")
     assert len(world["registrar"].made) == 2
+
+
+async def test_the_role_sync_removes_roles_through_the_last_admin_guard(world, caplog):
+    """A provider that stops asserting a role removes it at the next sign-in, but not
+    from the last holder of '*': the guard refuses, the role is kept (warned, audited)
+    and still recorded as the provider's, so it goes once someone else holds '*'."""
+    await world["providers"].update(
+        "p", {"role_mapping": {"ops": "admin", "vip": "manager"}}, actor_id="1", actor_name="a"
+    )
+    world["client"].claims |= {"roles": ["ops", "vip"]}
+    await _callback(world, *await _start(world))  # registers with the mapped roles
+    assert world["roles"].held["1"] == {"user", "admin", "manager"}
+    world["guard"].last.add(("1", "admin"))  # account 1 is the last holder of '*'
+    world["client"].claims |= {"roles": []}
+    with caplog.at_level(logging.WARNING, logger="authsvc.federation"):
+        assert (await _callback(world, *await _start(world))).login is not None
+    assert world["guard"].asked == [("1", None, "admin"), ("1", None, "manager")]
+    assert world["roles"].held["1"] == {"user", "admin"}  # manager removed, admin kept
+    assert world["roles"].revoked == [("1", "manager")]
+    kept = [e for e in world["audit"].events if e["action"] == "oidc_role_kept"]
+    assert kept == [
+        {
+            "action": "oidc_role_kept",
+            "user_id": "1",
+            "username": "name1",
+            "slug": "p",
+            "role": "admin",
+            "reason": "last_admin",
+        }
+    ]
+    synced = [e for e in world["audit"].events if e["action"] == "oidc_roles_synced"]
+    assert synced[-1]["removed"] == "manager" and synced[-1]["granted"] == ""
+    assert any("kept" in r.getMessage() and "'admin'" in r.getMessage() for r in caplog.records)
+    ((entry,),) = [list(e.values()) for e in world["ids"].entries.values()]
+    assert entry.roles == ("admin",)  # still the provider's to remove later
+    # Someone else holds '*' now: the next sign-in removes it.
+    world["guard"].last.clear()
+    await _callback(world, *await _start(world))
+    assert world["roles"].held["1"] == {"user"}
+    assert world["roles"].revoked[-1] == ("1", "admin")
+    ((entry,),) = [list(e.values()) for e in world["ids"].entries.values()]
+    assert entry.roles == ()

@@ -432,6 +432,52 @@ async def test_the_role_mapping_is_the_only_way_to_local_roles(http, oidc_provid
     assert resp.status == 403
 
 
+async def test_the_role_sync_never_removes_the_last_holder_of_star(
+    http, oidc_provider, store, caplog
+):
+    """Roles are re-applied from the provider's mapping at each sign-in, through the
+    last-admin guard: a provider that stops asserting the role giving `*` to the last
+    holder does not take it (kept, warned, audited) until someone else holds `*`. The
+    provider-made account is guarded like any other (DELETE /users/me)."""
+    local, admin = await make_admin(http)
+    reg = await add_provider(
+        http, admin, oidc_provider, role_mapping={"ops": "admin"}, roles_claim="roles"
+    )
+    account = fresh_account(oidc_provider, roles=["ops"])
+    body = await (await sign_in(http, reg.slug, account)).json()
+    ops = bearer(body["access_token"])
+    uid = (await me(http, body))["id"]
+    resp = await http.delete(f"/api/v1/admin/users/{local['id']}/roles/admin", headers=ops)
+    assert resp.status == 204, await resp.text()
+    resp = await http.delete("/api/v1/users/me", headers=ops)
+    assert resp.status == 409 and (await error_of(resp))["code"] == "last_admin"
+
+    oidc_provider.add_account(account["login"], sub=account["sub"], roles=["other"])
+    with caplog.at_level(logging.WARNING, logger="authsvc.federation"):
+        body = await (await sign_in(http, reg.slug, account)).json()
+    ops = bearer(body["access_token"])
+    user = await (await http.get(f"/api/v1/admin/users/{uid}", headers=ops)).json()
+    assert user["roles"] == ["admin", "user"]
+    kept = [a for a in await actions(http, store) if a["action"] == "oidc_role_kept"]
+    assert [(a["user_id"], a["role"], a["reason"]) for a in kept] == [
+        (str(uid), "admin", "last_admin")
+    ]
+    assert any("kept" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+    # Someone else holds `*` again: the next sign-in removes the provider's role.
+    resp = await http.post(
+        f"/api/v1/admin/users/{local['id']}/roles", json={"role": "admin"}, headers=ops
+    )
+    assert resp.status == 200
+    body = await (await sign_in(http, reg.slug, account)).json()
+    user = await (await http.get(f"/api/v1/admin/users/{uid}", headers=admin)).json()
+    assert user["roles"] == ["user"]
+    synced = [a for a in await actions(http, store) if a["action"] == "oidc_roles_synced"]
+    assert synced[-1]["removed"] == "admin"
+    resp = await http.get("/api/v1/admin/users", headers=bearer(body["access_token"]))
+    assert resp.status == 403
+
+
 async def test_concurrent_first_sign_ins_of_one_identity_make_one_account(
     http, op, oidc_provider, store
 ):

@@ -18,7 +18,10 @@ authorize -> the provider -> callback:
    account must still hold it), or, with auto-registration, a new account: a username
    from the mapped claim made unique without failing, the email only when the provider
    says `email_verified`, never linked to an existing account with that email (409: sign
-   in and link instead). The provider's role mapping is applied at each sign-in.
+   in and link instead). The provider's role mapping is applied at each sign-in; a role
+   it no longer asserts is removed through the last-admin guard (rbac/guard.py), so a
+   provider never removes the last holder of `*`: that role is kept, logged and audited,
+   and removed at a later sign-in once someone else holds `*`.
 4. The answer: the `/login` body, or with `redirect_to` (allow-listed) a 302 there with a
    single-use exchange code (60 s) that POST /api/v1/auth/oidc/exchange redeems.
 
@@ -36,6 +39,7 @@ import secrets
 import time
 import unicodedata
 from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -157,6 +161,15 @@ class RolesPort(Protocol):
     async def publish_change(self, what: str) -> None: ...
 
 
+class GuardPort(Protocol):
+    """The last-admin guard (rbac.guard.SuperuserGuard): the body runs only if removing
+    `role` from `user_id` leaves someone holding `*`, else Conflict (LAST_ADMIN)."""
+
+    def removing(
+        self, user_id: str, *, actor: str | None, role: str | None = None
+    ) -> AbstractAsyncContextManager[None]: ...
+
+
 class LimiterPort(Protocol):
     async def hit_ip(self, scope: str, limit: int, ip: str | None) -> None: ...
 
@@ -205,6 +218,7 @@ class SignInService:
         accounts: AccountsPort,
         sessions: SessionsPort,
         roles: RolesPort,
+        guard: GuardPort,
         limiter: LimiterPort,
         audit: AuditPort,
         redirect_allowlist: tuple[str, ...],
@@ -222,6 +236,7 @@ class SignInService:
         self._accounts = accounts
         self._sessions = sessions
         self._roles = roles
+        self._guard = guard
         self._limiter = limiter
         self._audit = audit
         self._allowlist = redirect_allowlist
@@ -531,7 +546,13 @@ class SignInService:
     ) -> None:
         """The provider's mapped roles at this sign-in: new ones are granted, ones it
         granted before and no longer asserts are removed (roles granted here by an
-        administrator are left alone unless the provider asserted them before)."""
+        administrator are left alone unless the provider asserted them before).
+
+        Removals go through the last-admin guard, as an administrator's would: one that
+        would leave no one holding `*` (or that the guard cannot check now: another
+        change to administrators holds its lease) keeps the role, with a warning in the
+        log and an `oidc_role_kept` event. The role stays recorded as the provider's, so
+        a later sign-in removes it once that is safe."""
         if not provider.role_mapping or signin.identity is None:
             return
         asserted = self._mapped(provider, claims)
@@ -539,9 +560,32 @@ class SignInService:
         grant, revoke = asserted - held, (previous - asserted) & held
         for role in sorted(grant):
             await self._roles.grant(signin.account_id, role)
+        removed, kept = [], set()
         for role in sorted(revoke):
-            await self._roles.revoke(signin.account_id, role)
-        if grant or revoke:
+            try:
+                async with self._guard.removing(signin.account_id, actor=None, role=role):
+                    await self._roles.revoke(signin.account_id, role)
+            except Conflict as refused:
+                kept.add(role)
+                log.warning(
+                    "provider %s no longer asserts role %r of account %s; kept (%s): %s",
+                    provider.slug,
+                    role,
+                    signin.account_id,
+                    refused.code,
+                    refused.message,
+                )
+                await self._audit.record(
+                    "oidc_role_kept",
+                    user_id=signin.account_id,
+                    username=signin.username,
+                    slug=provider.slug,
+                    role=role,
+                    reason=str(refused.code),
+                )
+            else:
+                removed.append(role)
+        if grant or removed:
             await self._roles.publish_change(signin.account_id)
             await self._audit.record(
                 "oidc_roles_synced",
@@ -549,11 +593,12 @@ class SignInService:
                 username=signin.username,
                 slug=provider.slug,
                 granted=",".join(sorted(grant)),
-                removed=",".join(sorted(revoke)),
+                removed=",".join(removed),
             )
-        if asserted != previous:
+        recorded = asserted | kept
+        if recorded != previous:
             await self._identities.store.set_roles(
-                signin.account_id, "oidc", signin.identity.digest, tuple(asserted)
+                signin.account_id, "oidc", signin.identity.digest, tuple(sorted(recorded))
             )
 
     async def _link(self, st: OidcState, identity: Identity, *, ip) -> dict:
