@@ -102,6 +102,25 @@ async def test_a_first_sign_in_registers_and_answers_the_login_body(http, op, oi
     assert resp.status == 401
 
 
+async def test_a_provider_made_account_has_no_password_to_guess(http, op, oidc_provider):
+    """The account a first sign-in made has a username and an email but no password: a
+    password login with it answers exactly as for an unknown account, whatever the
+    password (the hasher's dummy password included)."""
+    account = fresh_account(oidc_provider)
+    made = await me(http, await (await sign_in(http, op.slug, account)).json())
+    assert made["username"] and made["email"] and made["credentials_set"] is False
+    answers = []
+    for name in (made["username"], made["email"], "nobody_at_all"):
+        for password in ("authsvc-dummy-password", "", "x" * 10):
+            resp = await http.post("/login", json={"username": name, "password": password})
+            if password == "":
+                assert resp.status == 422
+                continue
+            assert resp.status == 401, (name, password, await resp.text())
+            answers.append(await error_of(resp))
+    assert all(a == answers[0] for a in answers)
+
+
 @pytest.mark.parametrize(
     ("registered", "configured"),
     [
