@@ -113,6 +113,38 @@ async def test_device_sign_in_is_limited_per_address(make_client):
     assert resp.status == 429  # every attempt counts, new devices too
 
 
+async def test_linking_a_device_counts_against_the_same_limit(make_client):
+    """POST /users/me/devices answers 409 for a device another account holds, so it is
+    limited per address like the sign-in: no faster way to find known device ids."""
+    http = await make_client(**sign_in_settings(device_ip_limit=3))
+    held = device()
+    await as_device(http, held)  # 1
+    auth = bearer((await as_device(http, device()))["access_token"])  # 2
+    resp = await http.post("/api/v1/users/me/devices", headers=auth, json={"device_id": held})
+    assert resp.status == 409  # 3
+    resp = await http.post("/api/v1/users/me/devices", headers=auth, json={"device_id": device()})
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+    assert (await http.post("/api/v1/auth/device", json={"device_id": held})).status == 429
+
+
+async def test_setting_credentials_counts_against_the_registration_limit(make_client):
+    """POST /users/me/credentials claims a username and an email as registration does,
+    and answers email_taken as it does: the same per-address limit, so guests (free to
+    make) cannot test addresses faster than registration can."""
+    http = await make_client(**sign_in_settings(register_ip_limit=2))
+    taken = {"username": "cred_owner", "email": "owner@example.com", "password": "p" * 12}
+    await http.app[SERVICES].accounts.register(**taken)
+    auth = bearer((await as_device(http, device()))["access_token"])
+    creds = {"username": "cred_guest", "email": taken["email"], "password": "p" * 12}
+    for _ in range(2):
+        resp = await http.post("/api/v1/users/me/credentials", json=creds, headers=auth)
+        assert resp.status == 409 and (await error_of(resp))["code"] == "email_taken"
+    resp = await http.post("/api/v1/users/me/credentials", json=creds, headers=auth)
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+    other = {"username": "cred_other", "email": "other@example.com", "password": "p" * 12}
+    assert (await http.post("/register", json=other)).status == 429  # one limit for both
+
+
 async def test_a_guest_gains_credentials_and_keeps_everything(http, store):
     device_id = device()
     body = await as_device(http, device_id)

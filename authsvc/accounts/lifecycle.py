@@ -101,7 +101,11 @@ class LifecycleService:
         self, principal: Principal, *, username: str, email: str, password: str, ip: str | None
     ) -> dict:
         """An account without a password gains username, email and password (see
-        AccountService.set_credentials); a new email gets its verification message."""
+        AccountService.set_credentials); a new email gets its verification message.
+        It claims a username and an email as registration does, so it counts against
+        registration's per-address limit too: otherwise a guest (free to make) could
+        test addresses for `email_taken` at any rate."""
+        await self._limiter.hit_ip("register", self._register_ip_limit, ip)
         account = await self._accounts.set_credentials(
             principal, username=username, email=email, password=password, ip=ip
         )

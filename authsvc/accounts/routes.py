@@ -172,7 +172,7 @@ async def change_password(
     tags=("users",),
     body=schemas.RegisterRequest(),
     responses={200: schemas.Account},
-    errors=(409,),
+    errors=(409, 429),  # 429: registration's per-address limit
     permission="profile:write",
 )
 async def set_credentials(

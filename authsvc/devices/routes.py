@@ -55,7 +55,7 @@ async def list_devices(request: web.Request, *, principal: Principal) -> web.Res
     tags=TAGS,
     body=schemas.DeviceLink(),
     responses={201: schemas.Device},
-    errors=(409,),
+    errors=(409, 429),  # 429: the device sign-in's per-address limit
     permission="profile:write",
 )
 async def link_device(request: web.Request, *, principal: Principal, body: dict):

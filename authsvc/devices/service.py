@@ -5,8 +5,9 @@ unlinked like provider identities.
 A device id is a secret the client keeps (16-128 characters): only its SHA-256 is
 stored, as the claim key (`identity:device:<sha256>`) and the account's identity entry,
 so the store never holds anything that signs in. Every request counts against a
-per-address limit (DEVICE_IP_LIMIT per REQUEST_LIMIT_WINDOW), so device ids cannot be
-guessed at scale from one address."""
+per-address limit (DEVICE_IP_LIMIT per REQUEST_LIMIT_WINDOW), linking a device too (its
+409 says another account holds it), so device ids cannot be guessed at scale from one
+address."""
 
 from __future__ import annotations
 
@@ -99,7 +100,10 @@ class DeviceService:
         ]
 
     async def link(self, principal: Principal, device_id: str, *, name: str | None, ip) -> dict:
-        """Bind another device to the caller's account (409 when another account has it)."""
+        """Bind another device to the caller's account (409 when another account has it).
+        Counted against the same per-address limit as the sign-in: that 409 says a
+        device id is known, so it must not be a faster way to guess them."""
+        await self._limiter.hit_ip("device", self._ip_limit, ip)
         identity = self._identity(device_id, name)
         await self._identities.link(str(principal.account_id), identity, sid=principal.sid)
         await self._audit.record(
