@@ -54,6 +54,18 @@ async def error_of(resp) -> dict:
     return body["error"]
 
 
+def assert_edge_headers(resp, *, cache: str | None = "no-store") -> None:
+    """What every answer carries at the edge: nosniff, a Server without versions, and
+    (unless `cache` is None) that Cache-Control."""
+    where = f"{resp.method} {resp.url.path} -> {resp.status}"
+    assert resp.headers.get("X-Content-Type-Options") == "nosniff", where
+    server = resp.headers.get("Server", "")
+    assert "aiohttp" not in server and "Python" not in server, (where, server)
+    assert not any(ch.isdigit() for ch in server), (where, server)
+    if cache is not None:
+        assert resp.headers.get("Cache-Control") == cache, (where, resp.headers)
+
+
 async def data_keys(store) -> list[str]:
     """The keys that hold data, by shape (ids replaced by '*'), sorted: not counting the
     audit stream and rate-limit counters, which every request may touch."""

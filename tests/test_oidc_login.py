@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from authsvc.app_keys import SERVICES
 
-from .helpers import data_keys, error_of, register, user_with_token
+from .helpers import assert_edge_headers, data_keys, error_of, register, user_with_token
 from .oidc_helpers import (
     APP_RETURN,
     add_provider,
@@ -654,3 +654,51 @@ async def test_every_sign_in_is_audited(http, op, oidc_provider, store):
     assert register_event["method"] == f"oidc:{op.slug}"
     login = [a for a in trail if a["action"] == "login_success"][-1]
     assert login["method"] == f"oidc:{op.slug}" and login["user_id"] == register_event["user_id"]
+
+
+async def test_every_sign_in_answer_carries_the_edge_headers(http, op, oidc_provider):
+    """Tokens, codes and personal data are never cacheable: authorize's 302, the
+    callback's /login body and its 302 with an exchange code, the exchange, the link
+    routes, the device sign-in, the provider administration, and their errors all say
+    Cache-Control: no-store (with nosniff and a Server without versions)."""
+    _, admin = await make_admin(http)
+    seen = []
+
+    def check(resp):
+        assert_edge_headers(resp)
+        seen.append((resp.method, resp.url.path.rsplit("/", 1)[-1], resp.status))
+        return resp
+
+    authorize = check(
+        await http.get(f"/api/v1/auth/oidc/{op.slug}/authorize", allow_redirects=False)
+    )
+    assert authorize.status == 302 and authorize.headers["Referrer-Policy"] == "no-referrer"
+    result = await at_provider(authorize.headers["Location"], op.slug, fresh_account(oidc_provider))
+    body = check(await http.get(local_path(result.url), allow_redirects=False))
+    assert body.status == 200 and set(await body.json()) == LOGIN_BODY
+    assert body.headers["Referrer-Policy"] == "no-referrer"
+    auth = bearer((await body.json())["access_token"])
+    redirected = check(
+        await sign_in(http, op.slug, fresh_account(oidc_provider), redirect_to=APP_RETURN)
+    )
+    assert redirected.status == 302
+    code = redirected.headers["Location"].rsplit("code=", 1)[1]
+    exchanged = check(await http.post("/api/v1/auth/oidc/exchange", json={"code": code}))
+    assert exchanged.status == 200
+    check(await http.post("/api/v1/auth/oidc/exchange", json={"code": code}))  # 401
+    check(await http.get(local_path(result.url), allow_redirects=False))  # replayed: 4xx
+    check(await http.get(f"/api/v1/auth/oidc/{op.slug}/callback?state=x&code=y"))
+    check(await http.get("/api/v1/auth/oidc/no-such/authorize", allow_redirects=False))  # 404
+    check(await http.post(f"/api/v1/users/me/oidc/link/{op.slug}", headers=auth))
+    check(await http.get("/api/v1/users/me/oidc", headers=auth))
+    check(await http.get("/api/v1/auth/oidc/providers"))
+    check(await http.get("/api/v1/admin/oidc/providers", headers=admin))
+    check(await http.get(f"/api/v1/admin/oidc/providers/{op.slug}", headers=admin))
+    device = {"device_id": "edge-headers-device-0001"}
+    for _ in range(2):  # a new device, then a known one: the same answer
+        signed = check(await http.post("/api/v1/auth/device", json=device))
+        assert signed.status == 200 and set(await signed.json()) == LOGIN_BODY
+    guest = bearer((await signed.json())["access_token"])
+    check(await http.get("/api/v1/users/me/devices", headers=guest))
+    statuses = {status for *_, status in seen}
+    assert {200, 302, 401, 404} <= statuses, seen
