@@ -13,7 +13,7 @@ import aiohttp
 import redis.asyncio as redis
 from aiohttp import web
 
-from . import embedded, health, openapi
+from . import apidocs, embedded, health, openapi
 from .accounts import routes as account_routes
 from .accounts.lifecycle import LifecycleService
 from .accounts.service import AccountService
@@ -70,6 +70,7 @@ ROUTES = (
     favorite_routes.api,
     profile_routes.api,
     openapi.api,
+    apidocs.api,
 )
 
 

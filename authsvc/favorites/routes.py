@@ -9,8 +9,9 @@ from marshmallow import Schema, fields, validate
 
 from ..app_keys import SERVICES
 from ..auth import Principal
-from ..web import Api, json_response
+from ..web import Api, json_response, links
 from .kinds import KINDS, FavoriteKind
+from .service import CURSOR
 
 api = Api()
 TARGET_ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
@@ -24,7 +25,10 @@ def TargetId(**kw) -> fields.String:
 
 class FavoritePage(Schema):
     # A cursor is an index member: "<created_ms:013d>:<target id>".
-    cursor = fields.String(load_default="", validate=validate.Length(max=14 + 64))
+    cursor = fields.String(
+        load_default="",
+        validate=validate.Regexp(f"^(?:{CURSOR})?\\Z", error="Not a cursor from this API."),
+    )
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
 
 
@@ -60,6 +64,7 @@ def _declare(kind: FavoriteKind) -> None:
         tags=tags,
         body=body(),
         responses={201: record, 200: record},
+        links=links("DELETE", base + "/{target}", target=f"$response.body#/{kind.target_field}"),
         permission="favorites:write",
         favorite=kind.name,
     )

@@ -15,7 +15,8 @@ from ..errors import Code, DomainError, NotFound, ValidationFailed
 from ..store.favorites import FavoriteStore
 from .kinds import FavoriteKind
 
-CURSOR_RE = re.compile(r"^[0-9]{13}:[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")  # an index member
+CURSOR = r"[0-9]{13}:[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"  # an index member
+CURSOR_RE = re.compile(f"^{CURSOR}\\Z")
 
 
 class FavoriteService:

@@ -6,7 +6,7 @@ from aiohttp import web
 from marshmallow import Schema, fields
 
 from ..accounts import schemas
-from ..accounts.routes import token_response
+from ..accounts.routes import LOGGED_IN, token_response
 from ..app_keys import SERVICES
 from ..auth import Principal
 from ..web import Api, client_ip, json_response
@@ -28,6 +28,7 @@ class RevokeAllQuery(Schema):
     responses={200: schemas.TokenResponse},
     errors=(401, 403),
     auth=False,
+    links=LOGGED_IN,
 )
 async def refresh(request: web.Request, *, body: dict) -> web.Response:
     result = await request.app[SERVICES].sessions.refresh(
