@@ -10,6 +10,7 @@ from authsvc.app import create_app
 from authsvc.config import Settings
 from authsvc.store.connection import create_client
 
+from .oidc_provider import OidcProvider
 from .redis_proc import RedisClusterProcesses, RedisProcess
 
 SECRET = "test-secret-" + "x" * 40
@@ -41,6 +42,27 @@ def redis_server(tmp_path_factory):
         server = RedisProcess(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def oidc_provider_process(tmp_path_factory):
+    """One real OpenID provider (npm oidc-provider in Node) for the whole session; fails
+    loudly when node or its packages are missing (`npm ci --prefix tests/oidc_provider`)."""
+    provider = OidcProvider(tmp_path_factory.mktemp("oidc-provider")).start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def oidc_provider(oidc_provider_process):
+    """The session's provider, running (a test that stopped it gets it back), with no
+    delay or tampering left over. Clients, accounts and keys persist across tests: use
+    fresh client ids and login names."""
+    oidc_provider_process.start()
+    oidc_provider_process.reset_controls()
+    yield oidc_provider_process
+    oidc_provider_process.start()
+    oidc_provider_process.reset_controls()
 
 
 @pytest.fixture
