@@ -117,6 +117,19 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
+class QueryInteger(fields.Integer):
+    """An integer query parameter: ASCII digits with an optional minus, as OpenAPI
+    serialises one (Python's int() also takes " 5", "+5", "1_0" and other scripts'
+    digits)."""
+
+    _DIGITS = re.compile(r"-?[0-9]{1,18}")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not self._DIGITS.fullmatch(value):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class QueryBoolean(fields.Boolean):
     """A boolean query parameter: `true` or `false`, as OpenAPI serialises it."""
 

@@ -151,6 +151,10 @@ async def test_admin_user_listing_filters_and_pagination(http):
     assert resp.status == 422
     resp = await http.get("/api/v1/admin/users?limit=0", headers=admin)
     assert resp.status == 422
+    # integers as OpenAPI writes them, not everything Python's int() reads
+    for limit in ("+5", "%205", "1_0", "%D9%A5", "5.0"):  # "+5", " 5", "1_0", Arabic 5
+        resp = await http.get(f"/api/v1/admin/users?limit={limit}", headers=admin)
+        assert resp.status == 422, limit
 
 
 async def test_admin_patch_moves_claims_and_disable_revokes_sessions(http, store):
@@ -168,6 +172,12 @@ async def test_admin_patch_moves_claims_and_disable_revokes_sessions(http, store
     assert body["roles"] == ["user"]
     assert await store.get(f"account:username:{user['username'].lower()}") is None
     assert await store.get("account:username:renamed_one") == str(uid)
+    # JSON booleans only: marshmallow's Boolean alone would take 1, "yes", "on"...
+    for value in (1, 0, "yes", "on", "true", 1.0, None):
+        resp = await http.patch(
+            f"/api/v1/admin/users/{uid}", headers=admin, json={"is_active": value}
+        )
+        assert resp.status == 422, value
     assert await login(http, user | {"username": "renamed_one"})
     taken = await register(http)
     resp = await http.patch(

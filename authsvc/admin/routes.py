@@ -9,7 +9,7 @@ from ..accounts.schemas import Account
 from ..app_keys import SERVICES
 from ..auth import Principal
 from ..rbac.schemas import Permission, RoleName
-from ..schemas import Email, Text, Username
+from ..schemas import Email, QueryInteger, StrictBoolean, Text, Username
 from ..web import Api, json_response, links
 
 api = Api()
@@ -20,7 +20,7 @@ ROLE_PATH = "{role:[a-z][a-z0-9_.-]{0,63}}"
 
 class Page(Schema):
     cursor = fields.String(load_default="", validate=validate.Length(max=600))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    limit = QueryInteger(load_default=50, validate=validate.Range(min=1, max=200))
 
 
 class UserQuery(Page):
@@ -40,8 +40,8 @@ class UserQuery(Page):
 class UserPatch(Schema):
     username = Username()
     email = Email()
-    email_verified = fields.Boolean()
-    is_active = fields.Boolean()
+    email_verified = StrictBoolean()
+    is_active = StrictBoolean()
 
 
 class AdminAccount(Account):

@@ -9,6 +9,7 @@ from marshmallow import Schema, fields, validate
 
 from ..app_keys import SERVICES
 from ..auth import Principal
+from ..schemas import QueryInteger
 from ..web import Api, json_response, links
 from .kinds import KINDS, FavoriteKind
 from .service import CURSOR
@@ -29,7 +30,7 @@ class FavoritePage(Schema):
         load_default="",
         validate=validate.Regexp(f"^(?:{CURSOR})?\\Z", error="Not a cursor from this API."),
     )
-    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    limit = QueryInteger(load_default=20, validate=validate.Range(min=1, max=100))
 
 
 def _declare(kind: FavoriteKind) -> None:

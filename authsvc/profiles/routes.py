@@ -8,7 +8,7 @@ from marshmallow import Schema, fields, validate
 
 from ..app_keys import SERVICES
 from ..auth import Principal
-from ..schemas import HttpUrl, Text
+from ..schemas import HttpUrl, QueryInteger, Text
 from ..web import Api, json_response, links, read_json
 from .service import CURSOR
 
@@ -59,7 +59,7 @@ class FollowPage(Schema):
         load_default="",
         validate=validate.Regexp(f"^(?:{CURSOR})?\\Z", error="Not a cursor from this API."),
     )
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    limit = QueryInteger(load_default=50, validate=validate.Range(min=1, max=200))
 
 
 class Follows(Schema):

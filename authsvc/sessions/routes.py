@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from aiohttp import web
-from marshmallow import Schema, fields
+from marshmallow import Schema
 
 from ..accounts import schemas
 from ..accounts.routes import LOGGED_IN, token_response
 from ..app_keys import SERVICES
 from ..auth import Principal
+from ..schemas import QueryBoolean
 from ..web import Api, client_ip, json_response
 
 api = Api()
@@ -16,7 +17,7 @@ TAGS = ("sessions",)
 
 
 class RevokeAllQuery(Schema):
-    all = fields.Boolean(load_default=False)
+    all = QueryBoolean(load_default=False)
 
 
 @api.route(
