@@ -36,6 +36,7 @@ STATUS: dict[Code, int] = {
     Code.EMAIL_TAKEN: 409,
     Code.CONFLICT: 409,
     Code.INVALID_CREDENTIALS: 401,
+    Code.WRONG_PASSWORD: 403,
     Code.ACCOUNT_DISABLED: 403,
     Code.FORBIDDEN: 403,
     Code.EMAIL_NOT_VERIFIED: 403,
