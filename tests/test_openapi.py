@@ -250,16 +250,17 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 PHASES = "examples,coverage,fuzzing,stateful"
 
-# Operations that end the caller's own session or account: fuzzed last, with a token of
-# their own, so they do not turn the rest of the run into a series of 401s. (An
-# administrator cannot lock themselves out otherwise: the last-admin guard answers 409.)
-SELF_ENDING = (
-    "POST /api/v1/auth/logout",
-    "DELETE /api/v1/users/me",
-    "DELETE /api/v1/sessions",
-    "DELETE /api/v1/sessions/{id}",
-    "POST /api/v1/users/me/change-password",
-)
+# Operations that end the caller's own session or account: fuzzed last, each with a user
+# of its own, so they do not turn the rest of the run into a series of 401s (an
+# administrator cannot lock themselves out otherwise: the last-admin guard answers 409),
+# each with the operations whose answers its links take ids from.
+SELF_ENDING: dict[str, tuple[str, ...]] = {
+    "POST /api/v1/auth/logout": (),
+    "DELETE /api/v1/users/me": (),
+    "DELETE /api/v1/sessions": (),
+    "DELETE /api/v1/sessions/{id}": ("GET /api/v1/sessions",),
+    "POST /api/v1/users/me/change-password": (),
+}
 
 
 def _request(base: str, method: str, path: str, body: dict | None = None, token: str = ""):
@@ -327,17 +328,17 @@ def _fuzz(base: str) -> None:
     # Everything but the self-ending operations, as an administrator, the stateful phase
     # included: it registers users, creates characters, roles, keys and favorites through
     # the document's links, then reads, changes and deletes them.
-    _schemathesis(base, _login(base, ADMIN), _selection("--exclude", SELF_ENDING))
+    _schemathesis(base, _login(base, ADMIN), _selection("--exclude", tuple(SELF_ENDING)))
     # Each self-ending operation as a user of its own (the first call that succeeds ends
-    # the session or the account); no links run between them, so no stateful phase.
-    for i, operation in enumerate(SELF_ENDING):
+    # the session or the account); the stateful phase where links lead to it.
+    for i, (operation, sources) in enumerate(SELF_ENDING.items()):
         user = {**USER, "username": f"fuzz_user_{i}", "email": f"fuzz_user_{i}@example.com"}
         _request(base, "POST", "/register", user)
         _schemathesis(
             base,
             _login(base, user),
-            _selection("--include", (operation,)),
-            phases=PHASES.removesuffix(",stateful"),
+            _selection("--include", (operation, *sources)),
+            phases=PHASES if sources else PHASES.removesuffix(",stateful"),
         )
 
 

@@ -10,7 +10,7 @@ from ..accounts.routes import LOGGED_IN, token_response
 from ..app_keys import SERVICES
 from ..auth import Principal
 from ..schemas import QueryBoolean
-from ..web import Api, client_ip, json_response
+from ..web import Api, client_ip, json_response, links
 
 api = Api()
 TAGS = ("sessions",)
@@ -57,6 +57,7 @@ async def logout(request: web.Request, *, principal: Principal) -> web.Response:
     summary="The caller's sessions, the current marked",
     tags=TAGS,
     responses={200: schemas.SessionList},
+    links=links("DELETE", "/api/v1/sessions/{id}", id="$response.body#/sessions/0/id"),
     permission="sessions:manage",
 )
 async def list_sessions(request: web.Request, *, principal: Principal) -> web.Response:
