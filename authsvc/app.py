@@ -309,6 +309,7 @@ def build_services(
             store=FavoriteStore(store, kind.name),
             catalog=catalog,
             audit=audit,
+            user_exists=user_exists,
             clock=clock,
         )
         for kind in KINDS

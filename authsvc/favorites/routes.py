@@ -123,7 +123,7 @@ def _declare(kind: FavoriteKind) -> None:
         return json_response(
             await request.app[SERVICES]
             .favorites[favorite]
-            .page(request.match_info["user_id"], cursor=query["cursor"], limit=query["limit"])
+            .page_of(request.match_info["user_id"], cursor=query["cursor"], limit=query["limit"])
         )
 
 
