@@ -36,6 +36,12 @@ REGISTERED = (
         )
     ),
 )
+SEED_REGISTERED = (
+    Link(
+        "POST /login",
+        body={"username": "$request.body#/username", "password": "$request.body#/password"},
+    ),
+)
 LOGGED_IN = (
     Link("POST /api/v1/auth/refresh", body={"refresh_token": "$response.body#/refresh_token"}),
 )
@@ -50,7 +56,7 @@ LOGGED_IN = (
     responses={201: schemas.Account},
     errors=(409, 429),
     auth=False,
-    links=REGISTERED,
+    links=SEED_REGISTERED,
 )
 @api.route(
     "POST",

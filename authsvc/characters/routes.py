@@ -19,11 +19,9 @@ TAGS = ("characters",)
 SEED = "/characters"
 V1 = "/api/v1/characters"
 ITEM = "/{id:[0-9]{1,20}}"
-# A new character is read, changed and deleted by its id, on either path.
-CREATED = (
-    *links("GET PUT DELETE", V1 + "/{id}", id="$response.body#/id"),
-    *links("GET PUT DELETE", SEED + "/{id}", id="$response.body#/id"),
-)
+# A new character is read, changed and deleted by its id (on the path it was made on).
+CREATED = links("GET PUT DELETE", V1 + "/{id}", id="$response.body#/id")
+SEED_CREATED = links("GET PUT DELETE", SEED + "/{id}", id="$response.body#/id")
 
 
 @contextlib.contextmanager
@@ -71,7 +69,7 @@ async def list_characters(request: web.Request, *, principal: Principal) -> web.
     responses={200: schemas.Character},
     errors=(409,),  # the per-account cap
     created=200,
-    links=CREATED,
+    links=SEED_CREATED,
     permission="characters:write",
     guarded=True,
 )
