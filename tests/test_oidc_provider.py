@@ -330,8 +330,10 @@ async def test_a_tampered_token_keeps_the_real_signature_when_only_claims_change
 
 async def test_a_provider_configured_at_start(tmp_path):
     """Clients and accounts given before start(); the spec's default of scope claims only
-    from userinfo (conform_id_token_claims); a short code lifetime."""
-    provider = op.OidcProvider(tmp_path, conform_id_token_claims=True, ttl={"AuthorizationCode": 1})
+    from userinfo (conform_id_token_claims); a short code lifetime. oidc-provider counts
+    expiry in whole seconds (exp = floor(now) + ttl), so a ttl of 1 lives 0 to 1 s: 3 s
+    leaves the first exchange at least 2 s."""
+    provider = op.OidcProvider(tmp_path, conform_id_token_claims=True, ttl={"AuthorizationCode": 3})
     client = provider.add_client("early", "early-secret", [REDIRECT])
     account = provider.add_account("early", sub="e-1", email="e@example.com", email_verified=True)
     provider.start()
@@ -354,7 +356,7 @@ async def test_a_provider_configured_at_start(tmp_path):
                 }
 
         result, verifier, _, _ = await code_for(provider, client, account)
-        await asyncio.sleep(2.1)
+        await asyncio.sleep(3.1)
         status, body = await exchange_code(provider, client, result.code, verifier)
         assert status == 400 and body["error"] == "invalid_grant"  # expired
     finally:

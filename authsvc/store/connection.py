@@ -102,6 +102,8 @@ def create_client(
     connection_class = {"rediss": _SslConnection, "unix": _UnixConnection}.get(
         scheme, _TcpConnection
     )
+    if scheme == "unix":
+        del options["socket_keepalive"]  # a TCP option: redis-py's unix connection refuses it
     # More concurrent steps than connections wait for a free one (within the step's
     # bound) rather than failing at once: redis-py's default pool raises
     # MaxConnectionsError, a 503 from a healthy store under a burst.
