@@ -231,6 +231,9 @@ async def test_docs_page_and_its_files_load_from_this_service_only(http):
     init = await (await http.get("/api/v1/docs/docs.js")).text()
     assert not re.search(r"https?://", init)
     assert '"openapi.json"' in init and "validatorUrl: null" in init
+    css = await (await http.get("/api/v1/docs/swagger-ui.css")).text()
+    assert "@import" not in css
+    assert all(u.strip("'\"").startswith("data:") for u in re.findall(r"url\(([^)]*)\)", css))
     assert (await http.get("/api/v1/docs/swagger-ui.js.map")).status == 404
 
 
