@@ -55,18 +55,25 @@ def _pattern(regex: str, error: str) -> validate.Regexp:
     return validate.Regexp(re.compile(regex), error=error)
 
 
+def example(value, kw: dict, **metadata) -> dict:
+    """`kw` for a field, with `value` as the document's example (shown by the browsable
+    document, sent by schemathesis's examples phase) unless the caller gave one."""
+    merged = {"example": value, **metadata, **kw.pop("metadata", {})}
+    return {**kw, "metadata": merged}
+
+
 def Username(**kw) -> fields.String:
     return fields.String(
         validate=_pattern(
             r"^[A-Za-z0-9_]{3,50}\Z",
             "Username must be 3 to 50 characters of letters, digits and underscores.",
         ),
-        **kw,
+        **example("aria_01", kw),
     )
 
 
 def Email(**kw) -> fields.Email:
-    return fields.Email(validate=validate.Length(max=254), **kw)
+    return fields.Email(validate=validate.Length(max=254), **example("aria@example.com", kw))
 
 
 def NewPassword(**kw) -> fields.String:
@@ -80,8 +87,7 @@ def NewPassword(**kw) -> fields.String:
             ),
             _pattern(NO_NUL, "Password must not contain NUL characters."),
         ],
-        metadata={"format": "password"},
-        **kw,
+        **example("correct horse battery staple", kw, format="password"),
     )
 
 
@@ -98,8 +104,11 @@ def Text(*, max_len: int, min_len: int = 0, multiline: bool = False, **kw) -> fi
 def HttpUrl(*, max_len: int = 2048, **kw) -> fields.String:
     return fields.String(
         validate=[validate.Length(max=max_len), _pattern(HTTP_URL, "Not a valid http(s) URL.")],
-        metadata={"description": "An http or https URL (other characters percent-encoded)"},
-        **kw,
+        **example(
+            "https://example.com/aria.png",
+            kw,
+            description="An http or https URL (other characters percent-encoded)",
+        ),
     )
 
 

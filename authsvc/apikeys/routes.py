@@ -22,12 +22,16 @@ def Scopes(**kw) -> fields.List:
 
 
 class CreateKey(Schema):
-    name = Text(min_len=1, max_len=100, required=True)
+    name = Text(min_len=1, max_len=100, required=True, metadata={"example": "ci deploy"})
     scopes = Scopes(required=True)
     expires_at = fields.AwareDateTime(
         load_default=None,
         allow_none=True,
-        metadata={"x-inFuture": True, "description": "A moment in the future; null: never"},
+        metadata={
+            "x-inFuture": True,
+            "description": "A moment in the future; null: never",
+            "example": "2099-01-01T00:00:00Z",
+        },
     )
 
 

@@ -9,7 +9,7 @@ from marshmallow import Schema, fields, validate
 
 from ..app_keys import SERVICES
 from ..auth import Principal
-from ..schemas import QueryInteger
+from ..schemas import QueryInteger, example
 from ..web import Api, json_response, links
 from .kinds import KINDS, FavoriteKind
 from .service import CURSOR
@@ -20,7 +20,8 @@ TARGET_ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
 
 def TargetId(**kw) -> fields.String:
     return fields.String(
-        validate=validate.Regexp(f"^{TARGET_ID}\\Z", error="1-64 letters, digits, _ . : -"), **kw
+        validate=validate.Regexp(f"^{TARGET_ID}\\Z", error="1-64 letters, digits, _ . : -"),
+        **example("item-42", kw),
     )
 
 

@@ -18,11 +18,13 @@ USER_ID = "{user_id:[0-9A-Za-z-]{1,64}}"
 
 
 class ProfilePatch(Schema):
-    display_name = Text(max_len=100, allow_none=True)
-    bio = Text(max_len=1000, multiline=True, allow_none=True)
+    display_name = Text(max_len=100, allow_none=True, metadata={"example": "Aria"})
+    bio = Text(
+        max_len=1000, multiline=True, allow_none=True, metadata={"example": "Plays on weekends."}
+    )
     avatar_url = HttpUrl(allow_none=True)
-    location = Text(max_len=100, allow_none=True)
-    website = HttpUrl(allow_none=True)
+    location = Text(max_len=100, allow_none=True, metadata={"example": "Lisbon"})
+    website = HttpUrl(allow_none=True, metadata={"example": "https://example.com/"})
     privacy = fields.String(
         validate=validate.OneOf(["public", "followers", "private"]), allow_none=True
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
+from ..schemas import example
 from .service import PERMISSION, ROLE_NAME
 
 
@@ -12,7 +13,7 @@ def RoleName(**kw) -> fields.String:
         validate=validate.Regexp(
             ROLE_NAME, error="Lowercase letters, digits, '_', '-', '.'; up to 64."
         ),
-        **kw,
+        **example("moderator", kw),
     )
 
 
@@ -22,5 +23,5 @@ def Permission(**kw) -> fields.String:
             validate.Length(max=128),
             validate.Regexp(PERMISSION, error="Not a permission (resource:action)."),
         ],
-        **kw,
+        **example("characters:read", kw),
     )
