@@ -59,17 +59,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if metrics_dir:
             # One process answers every scrape from memory, process_* metrics included.
             log.info("one process: PROMETHEUS_MULTIPROC_DIR is not used")
-        from aiohttp import web
-
         from .app import create_app
+        from .serving import run_app
 
-        web.run_app(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            access_log=None,
-            print=None,
-        )
+        run_app(create_app(settings), host=settings.host, port=settings.port)
     except (workers.StartError, StoreStartError) as exc:
         print(f"authsvc: {exc}", file=sys.stderr)
         return 1

@@ -33,12 +33,13 @@ from .favorites import routes as favorite_routes
 from .favorites.kinds import KINDS
 from .favorites.service import FavoriteService
 from .introspect import Introspector
-from .logs import edge_middleware
+from .logs import access_log_args, edge_middleware
 from .mail import Mailer, MailQueue, OutboxMailer, SmtpMailer
 from .oidc import KeycloakVerifier
 from .passwords import PasswordHasher
 from .profiles import routes as profile_routes
 from .profiles.service import ProfileService
+from .rbac.guard import SuperuserGuard
 from .rbac.service import Authorizer, RoleService
 from .sessions import routes as session_routes
 from .sessions.service import SessionService
@@ -104,6 +105,7 @@ def create_app(
         # counted with the status the error middleware gave it.
         middlewares=[edge_middleware, error_middleware],
         client_max_size=settings.max_body_bytes,
+        handler_args=access_log_args(settings.access_log),
     )
     app[health.ACTIVE_SESSIONS] = health.ActiveSessions(settings.metrics_session_scan_interval)
     app[SETTINGS] = settings
@@ -144,6 +146,8 @@ def create_app(
     async def http_ctx(app: web.Application) -> AsyncIterator[None]:
         app[HTTP] = aiohttp.ClientSession()
         yield
+        if keycloak is not None:
+            await keycloak.aclose()
         await app[HTTP].close()
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -318,8 +322,14 @@ def build_services(
         for kind in KINDS
     }
     audit_reader = AuditReader(store)
+    guard = SuperuserGuard(store=rbac_store)
     admin = AdminService(
-        accounts=account_store, rbac=rbac_store, lifecycle=lifecycle, audit=audit, clock=clock
+        accounts=account_store,
+        rbac=rbac_store,
+        lifecycle=lifecycle,
+        audit=audit,
+        guard=guard,
+        clock=clock,
     )
     admin.purgers.extend(f.purge for f in favorites.values())
     profile_store = ProfileStore(store)
@@ -345,7 +355,11 @@ def build_services(
         lifecycle=lifecycle,
         authorizer=authorizer,
         roles=RoleService(
-            store=rbac_store, authorizer=authorizer, audit=audit, user_exists=user_exists
+            store=rbac_store,
+            authorizer=authorizer,
+            audit=audit,
+            user_exists=user_exists,
+            guard=guard,
         ),
         admin=admin,
         favorites=favorites,

@@ -61,6 +61,21 @@ class Audit:
         """Append one event: who (user id, preferred_username), what, targets, where.
         personal=False keeps it out of the users' own activity streams (the event of an
         account's deletion must not recreate the stream the deletion removed)."""
+        self.record_nowait(
+            action, user_id=user_id, username=username, ip=ip, personal=personal, **details
+        )
+
+    def record_nowait(
+        self,
+        action: str,
+        *,
+        user_id: str | int | None = None,
+        username: str | None = None,
+        ip: str | None = None,
+        personal: bool = True,
+        **details: object,
+    ) -> None:
+        """`record`, from code that is not a coroutine (a loop callback)."""
         count_event(action)
         now_ms = int(self._clock() * 1000)
         fields: dict[str, str] = {"action": action, "ts": str(now_ms)}
@@ -95,6 +110,7 @@ class Audit:
 
     async def flush(self) -> None:
         """Write everything recorded so far (at shutdown, and in tests)."""
+        await asyncio.sleep(0)  # events recorded by callbacks already scheduled, too
         self._start_flush()
         if self._writes:
             await asyncio.wait(list(self._writes))
@@ -133,6 +149,30 @@ class Audit:
             )
 
 
+# Stream ids are "<ms>-<seq>", and activity members pad the ms to 13 digits, so the
+# layout covers 1970 to 2286. Bounds from clients are clamped into that range: a date
+# before 1970 (or after 2286) is a fair question with an empty (or complete) answer,
+# never a stream id the store refuses (`Invalid stream ID`: a 500).
+MAX_MS = 10**13 - 1
+MAX_SEQ = 2**64 - 1
+
+
+def clamp_ms(ms: int) -> int:
+    return min(max(ms, 0), MAX_MS)
+
+
+def _clamp_cursor(cursor: str) -> str | None:
+    """A client's "<ms>-<seq>" cursor (exclusive, newest first) as a bound the store
+    accepts: "" when nothing can be older (0-0), None when everything is (past 2286)."""
+    ms_text, _, seq_text = cursor.partition("-")
+    ms, seq = int(ms_text), int(seq_text or 0)
+    if ms > MAX_MS:
+        return None
+    if ms == 0 and seq == 0:
+        return ""
+    return f"{ms}-{min(seq, MAX_SEQ)}"
+
+
 def activity_member(entry_id: str) -> str:
     """A stream id as a member of a user's activity index: zero-padded, so the index's
     lex order is the stream's order ("…980-10" sorts after "…980-9")."""
@@ -155,6 +195,8 @@ def _lex_bound(stream_bound: str, *, upper: bool = False) -> str:
         return ("(" if exclusive else "[") + activity_member(stream_bound.lstrip("("))
     # A bare time: every entry of that millisecond is in range, at either end.
     ms = int(stream_bound.lstrip("("))
+    if upper and ms >= MAX_MS:
+        return "+"  # (ms + 1 would need a 14th digit, which sorts wrong)
     return f"({ms + 1:013d}" if upper else f"[{ms:013d}"
 
 
@@ -187,6 +229,12 @@ class AuditReader:
         action scans at most SCAN_MAX entries per page, so a sparse action may answer
         fewer items with a next_cursor."""
         read = self._user_chunk if user_id else self._stream_chunk
+        if cursor:
+            cursor = _clamp_cursor(cursor)
+            if cursor == "":
+                return {"items": [], "next_cursor": None}
+        since_ms = None if since_ms is None else clamp_ms(since_ms)
+        until_ms = None if until_ms is None else clamp_ms(until_ms)
         high = f"({cursor}" if cursor else (str(until_ms) if until_ms is not None else "+")
         low = str(since_ms) if since_ms is not None else "-"
         # Without a filter, one entry past the page tells whether there is a next page.
@@ -236,6 +284,7 @@ class AuditReader:
         return entries, f"({ids[-1]}" if len(ids) == count else None
 
     async def stats(self, *, since_ms: int, until_ms: int) -> dict:
+        since_ms, until_ms = clamp_ms(since_ms), clamp_ms(until_ms)
         counts: dict[str, int] = {}
         low, total, truncated = str(since_ms), 0, False
         while True:

@@ -6,7 +6,9 @@ Keycloak's RS256 through JWKS), chosen by the token's unverified `iss`: a token 
 never checked with another issuer's key. Verifying costs ~25 us (HS256) to ~60 us
 (RS256) and a busy client sends the same token hundreds of times, so verified
 principals are cached by the exact token string until the token's own `exp`; a hit
-skips the signature check but never extends a token's life. Revocation is not
+skips the signature check but never extends a token's life, nor outlives the key that
+verified it: an entry of an issuer whose keys rotate (Keycloak) is dropped once a JWKS
+refresh no longer lists its `kid` (a dict lookup per hit). Revocation is not
 cached: store operations re-check that the caller is live (the `_guard.lua` prelude)
 in the same round trip that serves the request."""
 
@@ -42,6 +44,8 @@ class Principal:
     # never with more than its owner holds.
     scopes: frozenset[str] | None = None
     api_key_id: str | None = None
+    # The `kid` of the issuer's key that verified the token (issuers with a JWKS).
+    key_id: str | None = None
 
     @property
     def account_id(self) -> int:
@@ -53,6 +57,16 @@ class Principal:
 
 class Verifier(Protocol):
     async def verify(self, token: str) -> Principal: ...
+
+
+class RotatingVerifier(Verifier, Protocol):
+    """A verifier whose keys can be withdrawn (a JWKS): cached principals it verified
+    are asked about on every cache hit."""
+
+    def still_valid(self, key_id: str | None, now: float) -> bool:
+        """Does the issuer still publish that key? Cheap (no I/O): it may start a
+        refresh in the background when its keys are due for one."""
+        ...
 
 
 class LocalVerifier:
@@ -107,7 +121,9 @@ class Authenticator:
     ) -> None:
         self._verifiers = dict(verifiers)  # issuer -> verifier
         self._clock = clock
-        self._cache: dict[str, Principal] = {}
+        # token -> (principal, the verifier to ask whether its key still counts, or
+        # None when its keys never change at run time: our own secrets)
+        self._cache: dict[str, tuple[Principal, RotatingVerifier | None]] = {}
         self._cache_size = cache_size
         self.api_keys: ApiKeyResolver | None = None
 
@@ -140,8 +156,12 @@ class Authenticator:
         """The principal of a bearer token (cached until its expiry); InvalidToken."""
         hit = self._cache.get(token)
         if hit is not None:
-            if hit.exp > self._clock():
-                return hit
+            principal, rotating = hit
+            now = self._clock()
+            if principal.exp > now and (
+                rotating is None or rotating.still_valid(principal.key_id, now)
+            ):
+                return principal
             del self._cache[token]
         verifier = self._verifiers.get(unverified_issuer(token))
         if verifier is None:
@@ -151,5 +171,6 @@ class Authenticator:
             if len(self._cache) >= self._cache_size:
                 # Evict the oldest entry (dicts keep insertion order): O(1), bounded.
                 del self._cache[next(iter(self._cache))]
-            self._cache[token] = principal
+            rotating = verifier if hasattr(verifier, "still_valid") else None
+            self._cache[token] = (principal, rotating)
         return principal

@@ -3,13 +3,93 @@ validated at start. A bad value stops the start with one line that names it."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 DEFAULT_KEYDB_URL = "redis://127.0.0.1:5556/0"
 MIN_SECRET_BYTES = 32
+MIN_SECRET_BITS = 128
+GENERATE_SECRET = 'python3 -c "import secrets; print(secrets.token_hex(32))"'
+
+
+@functools.lru_cache(maxsize=32)
+def secret_bits(secret: str) -> float:
+    """A conservative estimate of how many bits of guessing a secret resists.
+
+    zxcvbn (Dropbox's estimator) finds what guessing tools try first: repeats
+    (`aaaa`, `deadbeefdeadbeef`), sequences (`0123...`, `abcd...`), keyboard walks and
+    dictionary words, each worth log2 of its guesses. What it would brute force is worth
+    its length times the bits of one character: log2 of the alphabet the secret looks
+    drawn from, estimated from how many distinct characters it shows for its length and
+    capped by the character classes it uses (hex: 4 bits, base64: 6). So a long string
+    of few distinct characters (`0f0ff00f...`) counts for little, and 32 hex characters
+    for at most 128 bits. The secret is read in 64-character pieces (zxcvbn's cost grows
+    fast with length): a repeat longer than that repeats something already counted."""
+    from zxcvbn import zxcvbn  # loads its word lists: only when a secret is checked
+
+    per_char = math.log2(min(_alphabet_seen(secret), _alphabet_of_classes(secret)))
+    bits = 0.0
+    for start in range(0, len(secret), 64):
+        for match in zxcvbn(secret[start : start + 64], max_length=64)["sequence"]:
+            brute = len(match["token"]) * per_char
+            if match["pattern"] == "bruteforce":
+                bits += brute
+            else:
+                bits += min(brute, math.log2(max(float(match["guesses"]), 1.0)))
+    return bits
+
+
+def _alphabet_seen(secret: str) -> float:
+    """The alphabet size K for which `len(secret)` uniform draws show, on average, as
+    many distinct characters as the secret does (infinite when all differ)."""
+    seen, n = len(set(secret)), len(secret)
+    if seen >= n:
+        return math.inf
+    low, high = float(seen), 1e9
+    for _ in range(100):  # bisection: the expected count grows with K
+        mid = (low + high) / 2
+        if mid * (1 - (1 - 1 / mid) ** n) < seen:
+            low = mid
+        else:
+            high = mid
+    return max(low, 1.0)
+
+
+def _alphabet_of_classes(secret: str) -> int:
+    """The size of the character classes the secret uses: digits, a-f or a-z, A-F or
+    A-Z, the few symbols of base64 or all punctuation, and anything beyond ASCII."""
+    chars = set(secret)
+    lower = {c for c in chars if "a" <= c <= "z"}
+    upper = {c for c in chars if "A" <= c <= "Z"}
+    symbols = {c for c in chars if c.isascii() and c.isprintable() and not c.isalnum()}
+    size = 10 if any(c.isascii() and c.isdigit() for c in chars) else 0
+    size += (6 if lower <= set("abcdef") else 26) if lower else 0
+    size += (6 if upper <= set("ABCDEF") else 26) if upper else 0
+    size += (len(symbols) if len(symbols) <= 3 else 33) if symbols else 0
+    size += 1000 if any(not c.isascii() for c in chars) else 0
+    return max(size, 1)
+
+
+def _check_secret(name: str, secret: str) -> None:
+    size = len(secret.encode())
+    if size < MIN_SECRET_BYTES:
+        what = "unset" if not secret else f"{size} bytes"
+        raise ConfigError(
+            f"{name} must be at least {MIN_SECRET_BYTES} bytes (it is {what}); "
+            f"generate one with: {GENERATE_SECRET}"
+        )
+    bits = secret_bits(secret)
+    if bits <= MIN_SECRET_BITS:
+        raise ConfigError(
+            f"{name} is too easy to guess (about {bits:.0f} bits of entropy, more than "
+            f"{MIN_SECRET_BITS} needed: it is short of random characters, repeats, follows "
+            f"a sequence, holds words or uses few distinct characters); generate one "
+            f"with: {GENERATE_SECRET}"
+        )
 
 
 def usable_cores() -> int:
@@ -81,8 +161,8 @@ class Settings:
     # Roles, API keys
     default_role: str = "user"
     rbac_cache_ttl: float = 2.0
-    # Keycloak realm/client roles -> local roles, "kc-role=local-role,..."; a token role
-    # with no mapping counts as the local role of the same name, if there is one.
+    # Keycloak realm/client roles -> local roles, "kc-role=local-role,...". Default deny:
+    # a token role the mapping does not name gives no local role at all.
     keycloak_role_mapping: tuple[str, ...] = ()
     apikey_rate_limit: int = 600  # requests per key per minute
     # Keycloak (OIDC). No issuer: the Keycloak path is off and such tokens are refused.
@@ -102,23 +182,17 @@ class Settings:
     catalog_negative_cache_ttl: int = 10
     log_level: str = "INFO"
     log_format: str = "json"  # or "text", for a human at a terminal
+    # One line per request (authsvc.logs.AccessLogger), whatever LOG_LEVEL says; off
+    # for benchmarks.
+    access_log: bool = True
     # /metrics counts the live sessions with a SCAN at most this often (s); 0: never
     metrics_session_scan_interval: float = 60.0
 
     def __post_init__(self) -> None:
-        secret_len = len(self.jwt_secret.encode())
-        if secret_len < MIN_SECRET_BYTES:
-            what = "unset" if not self.jwt_secret else f"{secret_len} bytes"
-            raise ConfigError(
-                f"API_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (it is {what}); "
-                'generate one with: python -c "import secrets; print(secrets.token_hex(32))"'
-            )
-        for old in self.jwt_previous_secrets:
-            if len(old.encode()) < MIN_SECRET_BYTES:
-                raise ConfigError(
-                    f"API_JWT_PREVIOUS_SECRETS: every secret must be at least "
-                    f"{MIN_SECRET_BYTES} bytes"
-                )
+        _check_secret("API_JWT_SECRET", self.jwt_secret)
+        for i, old in enumerate(self.jwt_previous_secrets, 1):
+            # A weak old secret still verifies tokens, so it forges them just as well.
+            _check_secret(f"API_JWT_PREVIOUS_SECRETS (secret {i})", old)
         _check_range("BCRYPT_COST", self.bcrypt_cost, 4, 31)
         _check_range("ACCESS_TOKEN_TTL", self.access_token_ttl, 30, 7 * 86400)
         _check_range("JWT_LEEWAY", self.jwt_leeway, 0, 300)

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 
 class Code(StrEnum):
+    MALFORMED_REQUEST = "malformed_request"  # not even HTTP (answered by the protocol)
     INVALID_JSON = "invalid_json"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     BODY_TOO_LARGE = "body_too_large"
@@ -34,6 +35,10 @@ class Code(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     STORE_UNAVAILABLE = "store_unavailable"
     CONFLICT = "conflict"
+    # The last-admin guard (rbac/guard.py): no change may leave no one holding `*`, and
+    # an administrator cannot disable, delete or demote themselves.
+    LAST_ADMIN = "last_admin"
+    SELF_LOCKOUT = "self_lockout"
     INTERNAL = "internal_error"
 
 

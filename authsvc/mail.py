@@ -110,6 +110,7 @@ class MailQueue:
 
     async def drain(self, wait: float = 5.0) -> None:
         """Wait for queued mail (at shutdown, and in tests)."""
+        await asyncio.sleep(0)  # mail queued by callbacks already scheduled, too
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=wait)
 

@@ -8,6 +8,10 @@ issuer's asymmetric algorithms.
   refetch per JWKS_MIN_REFRESH_INTERVAL, and concurrent misses share it, so rotation
   works and a flood of bogus kids cannot hammer Keycloak. When a refresh fails, the
   cached keys stay in use.
+- A key the issuer stops publishing stops counting at once: the Authenticator's cache
+  of verified tokens asks `still_valid(kid)` on every hit, which also starts a refresh
+  in the background when the keys are older than JWKS_CACHE_TTL, so a withdrawn key is
+  noticed even while every request is a cache hit.
 - Only asymmetric algorithms the issuer publishes are accepted (RS256 at least; never
   HS* or none), and a key is used only for its own key type, so a token signed with
   the public key as an HMAC secret is refused.
@@ -68,6 +72,7 @@ class KeycloakVerifier:
         self._fetched_at = float("-inf")  # last successful fetch
         self._tried_at = float("-inf")  # last attempt, successful or not
         self._lock = asyncio.Lock()
+        self._background: asyncio.Task | None = None
         self._attempts = 0  # fetches finished, successful or not
         self.fetches = 0  # JWKS documents fetched (for tests and metrics)
 
@@ -93,6 +98,21 @@ class KeycloakVerifier:
                 await self._fetch()
             finally:
                 self._attempts += 1
+
+    def still_valid(self, key_id: str | None, now: float) -> bool:
+        """Is `key_id` among the keys the issuer published at the last refresh? (The
+        token cache asks on every hit: no I/O, a dict lookup.) Due keys are refreshed in
+        the background, at most once per JWKS_MIN_REFRESH_INTERVAL."""
+        if now - self._fetched_at > self._ttl and now - self._tried_at >= self._min_refresh:
+            if self._background is None or self._background.done():
+                self._background = asyncio.ensure_future(self.refresh())
+        return key_id in self._keys
+
+    async def aclose(self) -> None:
+        """Stop a background refresh (at shutdown, before the HTTP session closes)."""
+        if self._background is not None and not self._background.done():
+            self._background.cancel()
+            await asyncio.wait({self._background})
 
     async def _fetch(self) -> None:
         try:
@@ -180,6 +200,7 @@ class KeycloakVerifier:
             roles=tuple(sorted(roles_of(claims, self._client_id))),
             email=claims.get("email") if isinstance(claims.get("email"), str) else None,
             claims=claims,
+            key_id=kid,
         )
         if self.on_principal is not None:
             await self.on_principal(principal)

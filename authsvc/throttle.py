@@ -98,5 +98,11 @@ class RequestLimiter:
             ((_, ttl),) = await self._store.peek([key])
             raise TooManyRequests(retry_after=max(1, math.ceil(ttl / 1000)))
 
+    async def under(self, scope: str, limit: int, *parts: str) -> bool:
+        """Count a hit; is the count still within `limit`? One round trip, whatever the
+        answer (no Retry-After is looked up), for callers that must not show it."""
+        (count,) = await self._store.hit([(keys.rate_limit(scope, *parts), self._window_ms)])
+        return count <= limit
+
     async def hit_ip(self, scope: str, limit: int, ip: str | None) -> None:
         await self.hit(scope, limit, "ip", rate_key_ip(ip))

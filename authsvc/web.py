@@ -28,6 +28,7 @@ AUTHORIZER = web.AppKey("authorizer", object)  # rbac.service.Authorizer
 LIVENESS = web.AppKey("liveness", object)
 
 STATUS: dict[Code, int] = {
+    Code.MALFORMED_REQUEST: 400,
     Code.INVALID_JSON: 400,
     Code.UNSUPPORTED_MEDIA_TYPE: 415,
     Code.BODY_TOO_LARGE: 413,
@@ -35,6 +36,8 @@ STATUS: dict[Code, int] = {
     Code.USERNAME_TAKEN: 409,
     Code.EMAIL_TAKEN: 409,
     Code.CONFLICT: 409,
+    Code.LAST_ADMIN: 409,
+    Code.SELF_LOCKOUT: 409,
     Code.INVALID_CREDENTIALS: 401,
     Code.WRONG_PASSWORD: 403,
     Code.ACCOUNT_DISABLED: 403,

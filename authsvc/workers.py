@@ -230,20 +230,14 @@ async def _watch(
 def run_worker(settings: Settings, *, supervisor: int) -> int:
     """One worker: the ordinary app, its listening socket shared with SO_REUSEPORT."""
     from .app import create_app
+    from .serving import run_app
 
     if os.getppid() != supervisor:
         log.error("supervisor %d is gone before this worker started", supervisor)
         return 1
     app = create_app(settings)
     app.cleanup_ctx.append(_exit_with(supervisor))
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        reuse_port=True,
-        access_log=None,
-        print=None,
-    )
+    run_app(app, host=settings.host, port=settings.port, reuse_port=True)
     return 0
 
 

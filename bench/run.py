@@ -121,11 +121,13 @@ def stateless_token(user_id: str, username: str) -> str:
 def service_env(store_url: str, cost: int, **extra_env: str) -> dict[str, str]:
     return {
         **os.environ,
-        **extra_env,
         "API_JWT_SECRET": SECRET,
         "KEYDB_URL": store_url,
         "BCRYPT_COST": str(cost),
         "LOG_LEVEL": "WARNING",
+        # Off unless asked: the read section measures its cost on its own service.
+        "ACCESS_LOG": "false",
+        **extra_env,
     }
 
 
@@ -136,12 +138,14 @@ def start_service(
     cost: int,
     threads: int,
     workers: int = 1,
+    quiet: bool = False,
     **extra_env: str,
 ):
     env = service_env(store_url, cost, HASH_THREADS=str(threads), **extra_env)
     argv = [sys.executable, "-m", "authsvc", "serve", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--workers", str(workers)]
-    return subprocess.Popen(pinned(core, argv), env=env, cwd=ROOT)
+    stderr = subprocess.DEVNULL if quiet else None  # the access log, when it is on
+    return subprocess.Popen(pinned(core, argv), env=env, cwd=ROOT, stderr=stderr)
 
 
 def listening_sockets(port: int) -> int:
@@ -290,13 +294,20 @@ async def seed_login(base: str) -> tuple[dict, dict]:
 
 
 async def authenticated_read(args, store_url: str) -> dict:
-    svc_port, hello_port = free_port(), free_port()
+    svc_port, hello_port, logged_port = free_port(), free_port(), free_port()
     svc = start_service(svc_port, store_url, core=0, cost=4, threads=1)
+    # The same service with its access log on (written to /dev/null: the cost is making
+    # and formatting the line, as with a log shipper reading stderr).
+    logged = start_service(
+        logged_port, store_url, core=0, cost=4, threads=1, quiet=True, ACCESS_LOG="true"
+    )
     hello = start_hello(hello_port, core=0)
     hello_url = f"http://127.0.0.1:{hello_port}/hello"
     try:
         base = f"http://127.0.0.1:{svc_port}"
+        logged_base = f"http://127.0.0.1:{logged_port}"
         await wait_http(f"{base}/healthz")
+        await wait_http(f"{logged_base}/healthz")
         await wait_http(hello_url)
         user, token = await seed_user(base)
         auth = {"Authorization": f"Bearer {token}"}
@@ -304,7 +315,8 @@ async def authenticated_read(args, store_url: str) -> dict:
         conns = args.connections
         await load(f"{base}/characters", 1, connections=conns, headers=auth)  # warm-up
         await load(hello_url, 1, connections=conns, headers={})
-        bare, chars, nosid = [], [], []
+        await load(f"{logged_base}/characters", 1, connections=conns, headers=auth)
+        bare, chars, nosid, with_log = [], [], [], []
         for _ in range(args.rounds):
             bare.append(await load(hello_url, args.seconds, connections=conns, headers={}))
             chars.append(
@@ -313,9 +325,15 @@ async def authenticated_read(args, store_url: str) -> dict:
             nosid.append(
                 await load(f"{base}/characters", args.seconds, connections=conns, headers=stateless)
             )
-        assert all(r["errors"] == 0 for r in chars + nosid), (chars, nosid)
+            with_log.append(
+                await load(
+                    f"{logged_base}/characters", args.seconds, connections=conns, headers=auth
+                )
+            )
+        assert all(r["errors"] == 0 for r in chars + nosid + with_log), (chars, nosid)
     finally:
         stop(svc)
+        stop(logged)
         stop(hello)
 
     def med(rs: list[dict], k: str) -> float:
@@ -330,6 +348,8 @@ async def authenticated_read(args, store_url: str) -> dict:
         "ratios_per_round": [c["rps"] / b["rps"] for b, c in zip(bare, chars, strict=True)],
         "stateless_rps": med(nosid, "rps"),
         "session_check_ratio": med(chars, "rps") / med(nosid, "rps"),
+        "access_log_rps": med(with_log, "rps"),
+        "access_log_ratio": med(with_log, "rps") / med(chars, "rps"),
     }
 
 
@@ -850,6 +870,10 @@ def report(r: dict) -> None:
         print(
             f"| session check cost: session-bound / stateless rps | "
             f"{x['session_check_ratio']:.2f} | |"
+        )
+        print(
+            f"| same with ACCESS_LOG=true (the default; off above) | "
+            f"{x['access_log_rps']:.0f} rps ({x['access_log_ratio']:.2f} x off) | |"
         )
     if "refresh" in r:
         x = r["refresh"]

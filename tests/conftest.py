@@ -13,7 +13,8 @@ from authsvc.store.connection import create_client
 from .oidc_provider import OidcProvider
 from .redis_proc import RedisClusterProcesses, RedisProcess, redis_server_bin, server_version
 
-SECRET = "test-secret-" + "x" * 40
+# A fixed secret that passes the start-up entropy check (secrets.token_hex(32), once).
+SECRET = "5b0e7d2c94a1f3e86c7d09b4a2e51f6d8c3b7a90e4d12f5a6b8c9d0e1f2a3b4c"
 
 
 def make_settings(**overrides) -> Settings:

@@ -38,6 +38,10 @@ class Issuer:
         self.keys.append((kid, rsa.generate_private_key(public_exponent=65537, key_size=2048)))
         return kid
 
+    def retire(self, kid: str) -> None:
+        """Stop publishing a key (Keycloak's "disable key"): its tokens must die."""
+        self.keys = [(k, key) for k, key in self.keys if k != kid]
+
     def release(self) -> None:
         """End a JWKS hang: held requests answer (to clients that may have given up)."""
         self.jwks_hang = False

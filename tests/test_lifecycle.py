@@ -12,8 +12,10 @@ import time
 from email import policy
 
 import pytest
+import redis.asyncio as aredis
 from aiosmtpd.controller import Controller
 
+from authsvc import audit
 from authsvc.app_keys import SERVICES
 from authsvc.mail import MailQueue, Message, OutboxMailer, SmtpMailer
 
@@ -137,6 +139,95 @@ async def test_mail_endpoints_do_not_reveal_accounts(http):
     assert len({str(a) for a in answers}) == 1 and answers[0][0] == 202
     await http.app[SERVICES].lifecycle.mail.drain()
     assert len(_outbox(http).messages) == sent + 2  # only the real account got mail
+
+
+def _normalized(command: str) -> str:
+    """A MONITOR line as the command and the shape of its keys: ids, addresses and
+    argument values (digests, times) left out."""
+    words = command.split(" ")
+    name = words[0].upper()
+    if name in ("EVALSHA", "EVAL"):
+        numkeys = int(words[2])
+        words = words[: 3 + numkeys]
+    else:
+        words = words[:2]
+    shape = " ".join(words)
+    shape = re.sub(r"\{\d+\}", "{ID}", shape)
+    shape = re.sub(r"account:email:\S+", "account:email:E", shape)
+    return re.sub(r"(rl:mail_\w+:acct:)\d+", r"\1ID", shape)
+
+
+async def _commands_of(redis_server, request) -> list[str]:
+    """The store commands (normalized) the service sends while answering `request()`,
+    read with MONITOR on every node (a cluster's too): its round trips, sorted (the
+    order across nodes is not defined). Commands a Lua script runs inside its one
+    round trip are left out: they differ by microseconds of work, not round trips."""
+    urls = [n.url for n in getattr(redis_server, "nodes", [redis_server])]
+    marker = f"end-{time.monotonic_ns()}"
+    monitors, collected = [], {url: [] for url in urls}
+    clients = [aredis.Redis.from_url(url, decode_responses=True) for url in urls]
+    markers = [aredis.Redis.from_url(url, decode_responses=True) for url in urls]
+    try:
+        for client, marking in zip(clients, markers, strict=True):
+            await marking.ping()  # its connection is open before MONITOR starts
+            monitor = client.monitor()
+            await monitor.connect()
+            await monitor.connection.send_command("MONITOR")
+            assert await monitor.connection.read_response() in ("OK", b"OK")
+            monitors.append(monitor)
+        await request()
+        for url, marking, monitor in zip(urls, markers, monitors, strict=True):
+            await marking.echo(marker)
+            while True:
+                event = await asyncio.wait_for(monitor.next_command(), 5)
+                if marker in event["command"]:
+                    break
+                if event.get("client_type") != "lua":  # round trips, not a script's steps
+                    collected[url].append(_normalized(event["command"]))
+    finally:
+        for monitor in monitors:
+            await monitor.connection.disconnect()
+        for client in (*clients, *markers):
+            await client.aclose()
+    return sorted(c for cmds in collected.values() for c in cmds)
+
+
+async def test_mail_requests_send_the_same_store_commands_whether_or_not_an_account_exists(
+    make_client, redis_server, store, monkeypatch
+):
+    """Not a timed test: the commands before the 202 must be the same, so the time
+    cannot tell. (The audit event and the mail of a real request go off the request
+    path; the audit buffer is held here so that its write is not counted.)"""
+    monkeypatch.setattr(audit, "FLUSH_INTERVAL", 60.0)
+    http = await make_client(mail_account_limit=3)
+    live = await register(http, new_user("evenly"))
+    disabled = await register(http, new_user("evenly_off"))
+    await http.app[SERVICES].lifecycle.set_active(disabled["id"], False)
+    busy = await register(http, new_user("evenly_busy"))
+    for _ in range(3):  # its per-account limit is used up: no more mail this window
+        await http.post("/api/v1/auth/forgot-password", json={"email": busy["email"]})
+    for path in ("/api/v1/auth/forgot-password", "/api/v1/auth/resend-verification"):
+        shapes = {}
+        for who, address in (
+            ("an account", live["email"]),
+            ("the same, in capitals", live["email"].upper()),
+            ("no account", "nobody-here@example.com"),
+            ("a disabled account", disabled["email"]),
+            ("an account over its mail limit", busy["email"]),
+        ):
+
+            async def request(address=address):
+                resp = await http.post(path, json={"email": address})
+                assert resp.status == 202
+
+            shapes[who] = await _commands_of(redis_server, request)
+        reference = shapes["an account"]
+        assert any("account:{ID}" in c for c in reference), reference
+        for who, commands in shapes.items():
+            assert commands == reference, (path, who, commands, reference)
+    await http.app[SERVICES].lifecycle.mail.drain()
+    mailed = [m.to for m in _outbox(http).messages]
+    assert mailed.count(live["email"]) == 1 + 2 + 2  # registration, then two of each kind
 
 
 async def test_password_reset_end_to_end_through_real_smtp(make_client, smtp_server):

@@ -578,6 +578,69 @@ async def test_activity_endpoints(http):
     assert (await http.get("/api/v1/admin/activity", headers=auth)).status == 403
 
 
+async def test_out_of_range_dates_and_cursors_are_answered_not_500(http):
+    """Stream ids cannot go below 1970 or past 2^64: dates and cursors outside the
+    layout's range are clamped into it (the question still has an honest answer),
+    never sent to the store as an id it refuses."""
+    _, admin = await make_admin(http)
+    user, auth = await user_and_auth(http)
+    await http.app[SERVICES].audit.flush()
+    everything = await (await http.get("/api/v1/admin/activity?limit=200", headers=admin)).json()
+    total = len(everything["items"])
+    assert total >= 3
+
+    async def get(path: str, who=admin) -> dict:
+        resp = await http.get(path, headers=who)
+        assert resp.status == 200, (path, resp.status, await resp.text())
+        return await resp.json()
+
+    # The exact inputs of the report.
+    page = await get("/api/v1/admin/activity?until=0016-02-03T04:11:09-20:05")
+    assert page == {"items": [], "next_cursor": None}
+    stats = await get("/api/v1/admin/activity/stats?since=0001-01-01T00:00:00Z")
+    assert stats["since"] == "1970-01-01T00:00:00.000Z" and stats["total"] == total
+    # Their neighbours: every bound of both routes, before 1970 and far past 2286.
+    early, late = "0001-01-01T00:00:00%2B23:59", "9999-12-31T23:59:59-23:59"
+    assert (await get(f"/api/v1/admin/activity?since={early}&limit=200"))["items"] == (
+        everything["items"]
+    )
+    assert (await get(f"/api/v1/admin/activity?until={late}&limit=200"))["items"] == (
+        everything["items"]
+    )
+    assert (await get(f"/api/v1/admin/activity?since={late}"))["items"] == []
+    assert (await get(f"/api/v1/admin/activity?until={early}&user_id={user['id']}"))["items"] == []
+    assert (await get(f"/api/v1/admin/activity?since={early}&user_id={user['id']}"))["items"]
+    stats = await get(f"/api/v1/admin/activity/stats?since={early}&until={late}")
+    assert stats["total"] == total and stats["until"].startswith("2286-")
+    stats = await get(f"/api/v1/admin/activity/stats?until={early}")
+    assert stats["total"] == 0 and stats["until"] == "1970-01-01T00:00:00.000Z"
+    assert (await get("/api/v1/admin/activity/stats?until=1970-01-01T00:00:00Z"))["total"] == 0
+    # Cursors the pattern allows but the store would refuse: 0-0 (nothing is older)
+    # and ids past 2^64 (everything is older).
+    huge = "99999999999999999999-99999999999999999999"
+    for who, base in ((admin, "/api/v1/admin/activity?"), (auth, "/api/v1/users/me/activity?")):
+        assert (await get(base + "cursor=0-0", who)) == {"items": [], "next_cursor": None}
+        assert (await get(base + "cursor=0-1", who))["items"] == []
+        assert (await get(base + f"cursor={huge}&limit=200", who))["items"]
+        assert (await get(base + "cursor=18446744073709551615-18446744073709551615", who))["items"]
+    assert (await get(f"/api/v1/admin/activity?cursor={huge}&user_id={user['id']}"))["items"]
+    assert (await get(f"/api/v1/admin/activity?cursor=0-0&user_id={user['id']}"))["items"] == []
+
+
+async def test_an_api_key_expiring_past_year_9999_is_clamped_not_500(http):
+    _, auth = await user_and_auth(http)
+    resp = await http.post(
+        "/api/v1/users/me/api-keys",
+        headers=auth,
+        # Year 9999 at -23:59 is year 10000 in UTC, which no timestamp can show.
+        json={"name": "k", "scopes": ["profile:read"], "expires_at": "9999-12-31T23:59:59-23:59"},
+    )
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["expires_at"] == "9999-12-31T23:59:59.999Z"
+    listed = await (await http.get("/api/v1/users/me/api-keys", headers=auth)).json()
+    assert listed["api_keys"][0]["expires_at"] == "9999-12-31T23:59:59.999Z"
+
+
 async def test_audit_retention_trims_old_events(store):
     # Events from 100 days ago (stream ids are times in ms), then one new event.
     old_ms = int((time.time() - 100 * 86400) * 1000)

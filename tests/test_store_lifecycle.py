@@ -16,7 +16,7 @@ from authsvc.app import create_app
 from authsvc.config import Settings
 from authsvc.store.connection import create_client
 
-from .conftest import make_settings
+from .conftest import SECRET, make_settings
 from .helpers import error_of, new_user, user_with_token
 from .redis_proc import RedisProcess, free_port
 
@@ -57,7 +57,7 @@ async def test_embedded_store_starts_persists_and_stops(tmp_path, monkeypatch, s
     assert embedded.find_server_binary().source == source
     port = free_port()
     monkeypatch.setattr(embedded, "DEFAULT_KEYDB_URL", f"redis://127.0.0.1:{port}/0")
-    settings = Settings(jwt_secret="s" * 32, data_dir=str(tmp_path / "data"))
+    settings = Settings(jwt_secret=SECRET, data_dir=str(tmp_path / "data"))
     async with embedded.store_url(settings) as url:
         assert url.endswith(f":{port}/0")
         client = aredis.Redis.from_url(url)
@@ -77,7 +77,7 @@ async def test_embedded_store_starts_persists_and_stops(tmp_path, monkeypatch, s
 
 async def test_with_keydb_url_set_nothing_is_started(tmp_path, monkeypatch):
     monkeypatch.setattr(embedded.EmbeddedStore, "start", None)  # would raise if called
-    settings = Settings(jwt_secret="s" * 32, keydb_url="redis://127.0.0.1:1/0")
+    settings = Settings(jwt_secret=SECRET, keydb_url="redis://127.0.0.1:1/0")
     async with embedded.store_url(settings) as url:
         assert url == "redis://127.0.0.1:1/0"
 

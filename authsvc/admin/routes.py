@@ -169,6 +169,7 @@ async def get_user(request: web.Request, *, principal: Principal):
     tags=("admin",),
     body=UserPatch(),
     responses={200: AdminAccount},
+    errors=(409,),  # identity taken; the last-admin guard (disabling)
     permission="users:write",
 )
 async def patch_user(request: web.Request, *, principal: Principal, body: dict):
@@ -184,6 +185,7 @@ async def patch_user(request: web.Request, *, principal: Principal, body: dict):
     summary="Delete an account and everything it owns",
     tags=("admin",),
     responses={204: None},
+    errors=(409,),  # the last-admin guard
     permission="users:write",
 )
 async def delete_user(request: web.Request, *, principal: Principal):
@@ -197,6 +199,7 @@ async def delete_user(request: web.Request, *, principal: Principal):
     summary="Disable: revokes every session at once",
     tags=("admin",),
     responses={200: AdminAccount},
+    errors=(409,),  # the last-admin guard
     permission="users:write",
     active=False,
 )
@@ -238,7 +241,7 @@ async def list_roles(request: web.Request, *, principal: Principal):
     tags=("roles",),
     body=RoleRequest(),
     responses={201: Role, 200: Role},
-    errors=(409,),  # cycles, built-ins, a role to inherit from that does not exist
+    errors=(409,),  # cycles, built-ins, no such role to inherit from; the last-admin guard
     links=(
         *links("DELETE", "/api/v1/admin/roles/{role}", role="$response.body#/name"),
         *links("GET", "/api/v1/admin/roles/{role}/users", role="$response.body#/name"),
@@ -312,6 +315,7 @@ async def grant_role(request: web.Request, *, principal: Principal, body: dict):
     summary="Remove a role (effective at once)",
     tags=("roles",),
     responses={204: None},
+    errors=(409,),  # the last-admin guard
     permission="roles:write",
 )
 async def revoke_role(request: web.Request, *, principal: Principal):
@@ -375,8 +379,12 @@ async def admin_activity(request: web.Request, *, principal: Principal, query: d
     permission="audit:read",
 )
 async def activity_stats(request: web.Request, *, principal: Principal, query: dict):
-    until = _ms(query["until"]) or int(request.app[SERVICES].clock() * 1000)
-    since = _ms(query["since"]) or until - 86_400_000
+    until = _ms(query["until"])
+    if until is None:  # (not `or`: the epoch itself is a valid bound)
+        until = int(request.app[SERVICES].clock() * 1000)
+    since = _ms(query["since"])
+    if since is None:
+        since = until - 86_400_000
     return json_response(
         await request.app[SERVICES].audit_reader.stats(since_ms=since, until_ms=until)
     )

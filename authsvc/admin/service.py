@@ -13,6 +13,7 @@ from ..auth import Principal
 from ..clock import Clock, to_ms
 from ..errors import Code, Conflict, NotFound, ValidationFailed
 from ..normalize import email_lc, username_lc
+from ..rbac.guard import SuperuserGuard
 from ..store import keys
 from ..store.accounts import AccountStore, ClaimTaken, RegistrationAbandoned
 from ..store.rbac import RbacStore
@@ -28,10 +29,12 @@ class AdminService:
         rbac: RbacStore,
         lifecycle: LifecycleService,
         audit: Audit,
+        guard: SuperuserGuard,
         clock: Clock = time.time,
     ) -> None:
         self._accounts = accounts
         self._rbac = rbac
+        self.guard = guard
         self._lifecycle = lifecycle
         self._audit = audit
         self._clock = clock
@@ -84,6 +87,13 @@ class AdminService:
         return {**account_view(acc), "roles": sorted(await self._rbac.user_roles(user_id))}
 
     async def update_user(self, user_id: str, changes: dict, *, actor: Principal) -> dict:
+        if changes.get("is_active") is False:
+            # Checked before any field changes, so a refused PATCH changes nothing.
+            async with self.guard.removing(user_id, actor=actor.user_id):
+                return await self._update_user(user_id, changes, actor=actor)
+        return await self._update_user(user_id, changes, actor=actor)
+
+    async def _update_user(self, user_id: str, changes: dict, *, actor: Principal) -> dict:
         acc = await self._accounts.get(user_id) if user_id.isdigit() else None
         if acc is None:
             raise NotFound("no such user")
@@ -123,12 +133,21 @@ class AdminService:
         return await self.get_user(user_id)
 
     async def set_active(self, user_id: str, active: bool, *, actor: Principal) -> dict:
-        await self._lifecycle.set_active(user_id, active, actor=actor.user_id)
+        if active:
+            await self._lifecycle.set_active(user_id, active, actor=actor.user_id)
+        else:
+            async with self.guard.removing(user_id, actor=actor.user_id):
+                await self._lifecycle.set_active(user_id, active, actor=actor.user_id)
         return await self.get_user(user_id)
 
     async def delete_user(self, user_id: str, *, actor: Principal | None) -> None:
+        """Delete an account: by an administrator (`actor`), or by its owner (None)."""
         if not user_id.isdigit() or await self._accounts.get(user_id) is None:
             raise NotFound("no such user")
+        async with self.guard.removing(user_id, actor=actor.user_id if actor else None):
+            await self._delete_user(user_id, actor=actor)
+
+    async def _delete_user(self, user_id: str, *, actor: Principal | None) -> None:
         for purge in self.purgers:
             await purge(user_id)
         # Buffered events about the user would recreate their activity stream later.

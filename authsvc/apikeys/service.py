@@ -15,7 +15,7 @@ from datetime import datetime
 
 from ..audit import Audit
 from ..auth import LOCAL, Principal
-from ..clock import Clock, iso, to_ms
+from ..clock import LAST_MS, Clock, iso, to_ms
 from ..errors import Code, DomainError, InvalidToken, NotFound, ValidationFailed
 from ..rbac.permissions import grants
 from ..rbac.service import PERMISSION, Authorizer
@@ -76,7 +76,8 @@ class ApiKeyService:
     ) -> dict:
         await self._check_scopes(owner, scopes)
         now_ms = to_ms(self._clock())
-        if expires_at is not None and to_ms(expires_at.timestamp()) <= now_ms:
+        expires_ms = None if expires_at is None else min(to_ms(expires_at.timestamp()), LAST_MS)
+        if expires_ms is not None and expires_ms <= now_ms:
             raise ValidationFailed(fields={"expires_at": ["Must be in the future."]})
         key_id = secrets.token_hex(6)
         key = f"ak.{owner.user_id}.{key_id}.{secrets.token_urlsafe(32)}"
@@ -89,7 +90,7 @@ class ApiKeyService:
             "scopes": " ".join(sorted(set(scopes))),
             "hash": hashlib.sha256(key.encode()).hexdigest(),
             "created_at": str(now_ms),
-            "expires_at": str(to_ms(expires_at.timestamp())) if expires_at else "",
+            "expires_at": "" if expires_ms is None else str(expires_ms),
         }
         await self._store.create(owner.user_id, key_id, fields)
         await self._audit.record(

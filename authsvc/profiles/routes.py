@@ -106,6 +106,7 @@ async def patch_me(request: web.Request, *, principal: Principal, body: dict):
     summary="Delete the caller's account and everything about it",
     tags=("users",),
     responses={204: None},
+    errors=(409,),  # the last holder of '*' cannot leave
     permission="profile:write",
 )
 async def delete_me(request: web.Request, *, principal: Principal):

@@ -173,6 +173,10 @@ class ProfileService:
         if principal.kind == LOCAL:
             await self._admin.delete_user(principal.user_id, actor=None)
             return
+        async with self._admin.guard.removing(principal.user_id, actor=None):
+            await self._forget_external(principal)
+
+    async def _forget_external(self, principal: Principal) -> None:
         uid = principal.user_id
         for purge in self._admin.purgers:
             await purge(uid)

@@ -1,7 +1,8 @@
 """Who may do what: the permission check every route declares, and role administration.
 
 Effective permissions are computed from the user's roles in the store (plus, for
-Keycloak users, their token's roles mapped through KEYCLOAK_ROLE_MAPPING), expanded
+Keycloak users, DEFAULT_ROLE and those of their token's roles that KEYCLOAK_ROLE_MAPPING
+names, as the local roles it maps them to; unmapped token roles give nothing), expanded
 through inheritance, and cached per user for RBAC_CACHE_TTL seconds. Every role change
 publishes on `authsvc:rbac`; each process drops the affected cache entries when the
 message arrives, so a removed role stops working at once in every process — the
@@ -25,6 +26,7 @@ from ..clock import Clock
 from ..errors import Code, Conflict, Forbidden, NotFound, ValidationFailed
 from ..store import keys
 from ..store.rbac import RbacStore
+from .guard import SuperuserGuard
 from .permissions import BUILTIN_ROLES, expand, find_cycle, grants
 
 log = logging.getLogger("authsvc.rbac")
@@ -65,8 +67,11 @@ class Authorizer:
         return self._defs
 
     def mapped(self, token_roles: tuple[str, ...]) -> set[str]:
-        """An external issuer's roles as local role names: the mapping, or the same name."""
-        return {self._mapping.get(r, r) for r in token_roles}
+        """An external issuer's roles as local role names, through the mapping only.
+        Default deny: a token role the mapping does not name gives nothing, whatever it
+        is called (an identity provider's `admin` is not our `admin`)."""
+        mapping = self._mapping
+        return {mapping[r] for r in token_roles if r in mapping}
 
     async def roles_of(self, principal: Principal) -> set[str]:
         roles = await self._store.user_roles(principal.user_id)
@@ -142,11 +147,18 @@ class Authorizer:
 
 class RoleService:
     def __init__(
-        self, *, store: RbacStore, authorizer: Authorizer, audit: Audit, user_exists
+        self,
+        *,
+        store: RbacStore,
+        authorizer: Authorizer,
+        audit: Audit,
+        user_exists,
+        guard: SuperuserGuard,
     ) -> None:
         self._store = store
         self._authz = authorizer
         self._audit = audit
+        self._guard = guard
         self._user_exists = user_exists  # async (user_id) -> bool
 
     async def list(self) -> list[dict]:
@@ -210,8 +222,11 @@ class RoleService:
                 )
             return {name: role}
 
-        existed = name in await self._authz.definitions()
-        await self._store.change_roles(change)
+        async with self._guard.redefining():
+            current = await self._store.roles()
+            existed = name in current
+            await self._guard.check_definitions(current, change(current))
+            await self._store.change_roles(change)
         await self._changed("roles")
         await self._audit.record(
             "role_updated" if existed else "role_created",
@@ -267,8 +282,9 @@ class RoleService:
         return sorted(await self._store.user_roles(user_id))
 
     async def revoke(self, user_id: str, role: str, *, actor: Principal) -> None:
-        if not await self._store.revoke(user_id, role):
-            raise NotFound(f"user does not hold '{role}'")
+        async with self._guard.removing(user_id, actor=actor.user_id, role=role):
+            if not await self._store.revoke(user_id, role):
+                raise NotFound(f"user does not hold '{role}'")
         await self._changed(user_id)
         await self._audit.record(
             "role_removed",

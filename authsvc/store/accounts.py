@@ -144,11 +144,11 @@ class AccountStore:
     @store_call
     async def resolve(self, claim_key: str, *, field: str, value_lc: str) -> dict[str, str] | None:
         """The live account a claim names, or None (no claim, pending, or stale: the
-        account's current `field` no longer normalises to the claimed value)."""
+        account's current `field` no longer normalises to the claimed value). Two round
+        trips either way (without a claim, the second reads keys.NO_ACCOUNT), so the
+        time does not tell whether the name or address is registered."""
         aid = await self._r.get(claim_key)
-        if aid is None:
-            return None
-        acc = await self._live(aid)
+        acc = await self._live(keys.NO_ACCOUNT if aid is None else aid)
         if acc is None or normalize.normalizer(field)(acc.get(field, "")) != value_lc:
             return None
         return acc

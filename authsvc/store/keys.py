@@ -30,6 +30,12 @@ def account(account_id: int | str) -> str:
     return f"account:{{{account_id}}}"
 
 
+# An account id no account ever has (ids are random integers from 1): requests that
+# must cost the same whether or not an account exists (forgot-password) send their
+# account commands to account:{0}, which never exists, when there is none.
+NO_ACCOUNT = "0"
+
+
 def username_claim(username_lc: str) -> str:
     """string -> account id; written with SET NX, so usernames are unique."""
     return f"account:username:{username_lc}"
@@ -119,6 +125,9 @@ def user_roles(user_id: int | str) -> str:
 
 ROLES = "rbac:roles"  # hash: role name -> JSON {permissions, inherits, description, builtin}
 RBAC_CHANNEL = "authsvc:rbac"  # pub/sub: role changes, so every process drops its cache
+# string with a TTL (a lease): held while a change that could take `*` from its last
+# holder checks and applies itself, so two such changes cannot race (rbac/guard.py).
+SUPERUSER_LEASE = "rbac:superuser_lease"
 
 
 # Lex indexes (authsvc/store/lexindex.py): ordered sets of strings, each kept as a

@@ -31,6 +31,10 @@ class RateLimitStore:
     @store_call
     async def hit(self, counters: list[tuple[str, int]]) -> list[int]:
         """Count one hit on each (key, window_ms); returns the new counts."""
+        if len(counters) == 1:
+            # One script, one round trip: a pipeline would also send SCRIPT EXISTS.
+            ((key, window_ms),) = counters
+            return [int(await self._hit(keys=[key], args=[window_ms]))]
         if isinstance(self._r, redis.RedisCluster):
             # A cluster pipeline cannot carry scripts; the counters live on several
             # nodes anyway, so send the hits side by side.

@@ -4,14 +4,27 @@ hash, an external user's in a set), and the members index."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Callable
+import logging
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
 
 import redis.asyncio as redis
 
-from . import keys
-from .connection import LuaStep, lua_source, store_call
+from ..errors import StoreUnavailable
+from . import connection, keys
+from .connection import OUTAGE_ERRORS, LuaStep, lua_source, store_call
 from .lexindex import LexIndexes
+
+log = logging.getLogger("authsvc.store.rbac")
+
+
+class LeaseBusy(Exception):
+    """Another process held the superuser lease for the whole wait."""
 
 
 class RbacStore:
@@ -19,6 +32,7 @@ class RbacStore:
         self._r = client
         self._cas = LuaStep(client, lua_source("hash_cas"))
         self._change = LuaStep(client, lua_source("roles_change"))
+        self._release = LuaStep(client, lua_source("claim_release"))  # compare-and-delete
         self._lex = LexIndexes(client)
 
     @store_call
@@ -47,6 +61,53 @@ class RbacStore:
                 args += [name, "" if definition is None else json.dumps(definition)]
             if await self._cas(keys=[keys.ROLES], args=args):
                 return updates
+
+    @store_call
+    async def live_roles(self, user_id: str) -> set[str] | None:
+        """The roles of a user who can act now: an external user, or a local account that
+        exists, finished registering and is active. None for anyone else."""
+        if keys.is_local(user_id):
+            active, pending, roles = await self._r.hmget(
+                keys.account(user_id), "is_active", "pending", keys.ROLES_FIELD
+            )
+            if active != "1" or pending == "1":
+                return None
+            return set((roles or "").split())
+        return set(await self._r.smembers(keys.user_roles(user_id)))
+
+    @contextlib.asynccontextmanager
+    async def superuser_lease(self, *, wait: float = 5.0) -> AsyncIterator[None]:
+        """Hold SUPERUSER_LEASE (SET NX PX with a random token) for the body, waiting up
+        to `wait` seconds for it; LeaseBusy if it stays taken.
+
+        The changes it serializes touch accounts in many slots (the holder checked, the
+        others counted), so on a cluster no one script can make them atomic: a lease
+        can. The body is bounded to half the lease (StoreUnavailable past it), so it
+        ends before the lease could expire under it; a crashed holder's lease expires
+        by itself; only the holder's token releases it (compare-and-delete)."""
+        step = connection.COMMAND_TIMEOUT
+        lease_ms = int(max(10.0, 8 * step) * 1000)
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + wait
+        while not await self._take_lease(token, lease_ms):
+            if time.monotonic() > deadline:
+                raise LeaseBusy()
+            await asyncio.sleep(random.uniform(0.005, 0.025))  # jitter: waiters not in step
+        try:
+            async with asyncio.timeout(lease_ms / 2000):
+                yield
+        except TimeoutError as exc:
+            raise StoreUnavailable() from exc
+        finally:
+            try:
+                async with asyncio.timeout(step):
+                    await self._release(keys=[keys.SUPERUSER_LEASE], args=[token])
+            except (*OUTAGE_ERRORS, TimeoutError):
+                log.warning("superuser lease not released; it expires in %d ms", lease_ms)
+
+    @store_call
+    async def _take_lease(self, token: str, lease_ms: int) -> bool:
+        return bool(await self._r.set(keys.SUPERUSER_LEASE, token, nx=True, px=lease_ms))
 
     @store_call
     async def user_roles(self, user_id: str) -> set[str]:
