@@ -161,6 +161,16 @@ def test_the_document_states_what_the_service_refuses():
     # refusals that are no validation error
     assert "409" in _op(spec, "DELETE", "/api/v1/admin/roles/{role}")["responses"]
     assert "409" in _op(spec, "POST", "/api/v1/admin/roles")["responses"]
+    for method, path in (  # the last-admin guard
+        ("PATCH", "/api/v1/admin/users/{id}"),
+        ("DELETE", "/api/v1/admin/users/{id}"),
+        ("POST", "/api/v1/admin/users/{id}/disable"),
+        ("DELETE", "/api/v1/admin/users/{id}/roles/{role}"),
+        ("DELETE", "/api/v1/users/me"),
+    ):
+        assert "409" in _op(spec, method, path)["responses"], (method, path)
+    codes = spec["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"]
+    assert {"last_admin", "self_lockout", "wrong_password"} <= set(codes)
     follow = _op(spec, "POST", "/api/v1/social/follow/{user_id}")["responses"]
     assert "403" in follow and "422" not in follow  # oneself: 403, as the service says
     for ops in spec["paths"].values():
