@@ -13,7 +13,7 @@ import aiohttp
 import redis.asyncio as redis
 from aiohttp import web
 
-from . import embedded, health, openapi
+from . import apidocs, embedded, health, openapi
 from .accounts import routes as account_routes
 from .accounts.lifecycle import LifecycleService
 from .accounts.service import AccountService
@@ -71,6 +71,7 @@ ROUTES = (
     favorite_routes.api,
     profile_routes.api,
     openapi.api,
+    apidocs.api,
 )
 
 
@@ -315,6 +316,7 @@ def build_services(
             store=FavoriteStore(store, kind.name),
             catalog=catalog,
             audit=audit,
+            user_exists=user_exists,
             clock=clock,
         )
         for kind in KINDS

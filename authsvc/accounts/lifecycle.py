@@ -21,7 +21,7 @@ import time
 from ..audit import Audit
 from ..auth import Principal
 from ..clock import Clock, to_ms
-from ..errors import Code, DomainError, InvalidToken, NotFound, Unauthorized
+from ..errors import Code, DomainError, InvalidToken, NotFound
 from ..mail import MailQueue, Message
 from ..passwords import PasswordHasher
 from ..store import keys
@@ -215,9 +215,9 @@ class LifecycleService:
         if acc is None:
             raise InvalidToken("the account or session behind this token is gone")
         if not await self._hasher.verify(current, acc["password"]):
-            raise Unauthorized(
+            raise DomainError(
                 "the current password is wrong",
-                code=Code.INVALID_CREDENTIALS,
+                code=Code.WRONG_PASSWORD,
                 fields={"current_password": ["Wrong password."]},
             )
         new_hash = await self._hasher.hash(new)
