@@ -13,7 +13,7 @@ import aiohttp
 import redis.asyncio as redis
 from aiohttp import web
 
-from . import embedded, health, openapi
+from . import apidocs, embedded, health, openapi
 from .accounts import routes as account_routes
 from .accounts.identities import IdentityAccounts
 from .accounts.lifecycle import LifecycleService
@@ -94,6 +94,7 @@ ROUTES = (
     federation_routes.api,
     device_routes.api,
     openapi.api,
+    apidocs.api,
 )
 
 
@@ -414,6 +415,7 @@ def build_services(
             store=FavoriteStore(store, kind.name),
             catalog=catalog,
             audit=audit,
+            user_exists=user_exists,
             clock=clock,
         )
         for kind in KINDS

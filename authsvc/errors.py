@@ -15,6 +15,9 @@ class Code(StrEnum):
     USERNAME_TAKEN = "username_taken"
     EMAIL_TAKEN = "email_taken"
     INVALID_CREDENTIALS = "invalid_credentials"
+    # A signed-in caller's re-authentication (the current password) failed: 403, since
+    # a 401 would tell the client its token is bad.
+    WRONG_PASSWORD = "wrong_password"
     ACCOUNT_DISABLED = "account_disabled"
     MISSING_TOKEN = "missing_token"
     INVALID_TOKEN = "invalid_token"

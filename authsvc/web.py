@@ -9,6 +9,7 @@ import functools
 import ipaddress
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ STATUS: dict[Code, int] = {
     Code.LAST_ADMIN: 409,
     Code.SELF_LOCKOUT: 409,
     Code.INVALID_CREDENTIALS: 401,
+    Code.WRONG_PASSWORD: 403,
     Code.ACCOUNT_DISABLED: 403,
     Code.FORBIDDEN: 403,
     Code.EMAIL_NOT_VERIFIED: 403,
@@ -167,6 +169,19 @@ def _trusted(addr: str | None, nets: tuple) -> bool:
     return any(ip in net for net in nets)
 
 
+# A \uD800-\uDFFF escape: paired ones decode to one character, a lone one would stay a
+# surrogate that no UTF-8 encoder (the store's, the JSON answer's) accepts.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -192,6 +207,11 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise DomainError("the body is not valid JSON", code=Code.INVALID_JSON) from None
     if not isinstance(data, dict):
         raise DomainError("the body must be a JSON object", code=Code.INVALID_JSON)
+    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(data):
+        raise DomainError(
+            "the body is not valid JSON: an unpaired UTF-16 surrogate escape",
+            code=Code.INVALID_JSON,
+        )
     return data
 
 
@@ -248,6 +268,24 @@ def path_variables(path: str) -> tuple[str, list[tuple[str, str | None]]]:
 
 
 @dataclass(frozen=True)
+class Link:
+    """An OpenAPI link from a route's success answer to an operation it enables: what a
+    client (or schemathesis's stateful phase) does next with what it got, e.g. read,
+    change and delete the character it created. `target` is "METHOD /path/{name}" as the
+    document spells it; `parameters` map a parameter to a runtime expression
+    (`$response.body#/id`, `$request.path.id`), `body` is a request body of them."""
+
+    target: str
+    parameters: dict[str, str] = field(default_factory=dict)
+    body: dict[str, str] | None = None
+
+
+def links(methods: str, path: str, body: dict[str, str] | None = None, **params: str):
+    """Links to several methods on one path: `links("GET PUT DELETE", "/x/{id}", id=...)`."""
+    return tuple(Link(f"{m} {path}", dict(params), body) for m in methods.split())
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """One route as declared next to its handler: what it reads, what it answers."""
 
@@ -265,12 +303,13 @@ class Endpoint:
     guarded: bool = False
     # For the OpenAPI document only: statuses this route answers beyond those its
     # declaration implies (auth, body, query, path), a JSON schema for a body the
-    # handler reads itself (an OpenAPI `content` map), and the content type of its
+    # handler reads itself (an OpenAPI `content` map), and the content type(s) of its
     # success response.
     errors: tuple[int, ...] = ()
     doc_body: dict[str, Any] | None = None
-    produces: str = "application/json"
+    produces: str | tuple[str, ...] = "application/json"
     uses_store: bool = True  # False: never answers 503 (liveness, documents)
+    links: tuple[Link, ...] = ()
 
 
 class Api:
@@ -301,8 +340,9 @@ class Api:
         guarded: bool = False,
         errors: tuple[int, ...] = (),
         doc_body: dict[str, Any] | None = None,
-        produces: str = "application/json",
+        produces: str | tuple[str, ...] = "application/json",
         uses_store: bool = True,
+        links: tuple[Link, ...] = (),
         **options: Any,
     ) -> Callable[[Handler], Handler]:
         if auth and not permission:
@@ -327,6 +367,7 @@ class Api:
                     doc_body,
                     produces,
                     uses_store,
+                    links,
                 )
             )
             return handler

@@ -90,6 +90,10 @@ async def test_72_byte_password_is_accepted_whole(http):
         {"name": ""},
         {"name": "x" * 65},
         {"name": "a\x07b"},
+        {"name": "two\nlines"},  # a name is one line
+        {"name": "a\x85b"},  # C1 controls are control characters too
+        {"description": "a\x00b"},
+        {"description": "a\x1bb"},
         {"description": 5},
         {"owner": 1},
     ],
@@ -146,3 +150,61 @@ async def test_random_garbage_never_500(http):
         resp = await http.post(rng.choice(paths), json=body, headers=auth)
         assert resp.status < 500, (body, await resp.text())
         await error_of(resp) if resp.status >= 400 else None
+
+
+async def test_longer_texts_may_break_lines_names_may_not(http):
+    _, auth = await user_with_token(http)
+    text = "First line.\r\n\tIndented second line.\n"
+    resp = await http.post("/api/v1/characters", json=HERO | {"description": text}, headers=auth)
+    assert resp.status == 201 and (await resp.json())["description"] == text
+    resp = await http.patch("/api/v1/users/me", json={"bio": text}, headers=auth)
+    assert resp.status == 200 and (await resp.json())["profile"]["bio"] == text
+    for field in ("display_name", "location"):
+        resp = await http.patch("/api/v1/users/me", json={field: "a\nb"}, headers=auth)
+        assert resp.status == 422 and field in (await error_of(resp))["fields"]
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://example.com/a.png", True),
+        ("http://cdn.example.com:8080/u/1?size=64#x", True),
+        ("https://[2001:db8::1]/a%20b.png", True),
+        ("", False),  # null clears the field; an empty string is no URL
+        ("example.com/a.png", False),
+        ("javascript:alert(1)", False),
+        ("ftp://example.com/a.png", False),
+        ("https://exa mple.com/", False),
+        ("https://example.com/é", False),  # percent-encode it
+        ("https://-bad-.com/", False),
+    ],
+)
+async def test_profile_urls(http, url, ok):
+    _, auth = await user_with_token(http)
+    resp = await http.patch("/api/v1/users/me", json={"avatar_url": url}, headers=auth)
+    assert resp.status == (200 if ok else 422), url
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"username": "a\\ud800b", "password": "x"}',  # lone high surrogate
+        b'{"username": "x", "password": "\\udc00"}',  # lone low surrogate
+        b'{"\\udfff": 1}',  # in a key
+        b'{"username": ["\\ud83d"], "password": "x"}',  # nested
+    ],
+)
+async def test_lone_surrogate_escapes_are_not_json_text(http, raw):
+    # Python's json module decodes them into a str no UTF-8 encoder takes (a 500 at the
+    # store or in the answer); RFC 8259 leaves them undefined: refused as invalid JSON.
+    resp = await http.post("/login", data=raw, headers={"Content-Type": "application/json"})
+    assert resp.status == 400 and (await error_of(resp))["code"] == "invalid_json"
+
+
+async def test_paired_surrogate_escapes_are_one_character(http):
+    _, auth = await user_with_token(http)
+    body = b'{"name": "\\ud83d\\ude00", "sex": 0, "race": 0}'  # U+1F600 as a JSON escape pair
+    resp = await http.post(
+        "/api/v1/characters", data=body, headers=auth | {"Content-Type": "application/json"}
+    )
+    assert resp.status == 201 and (await resp.json())["name"] == "\U0001f600"

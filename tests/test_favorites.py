@@ -171,6 +171,13 @@ async def test_only_the_user_manages_and_admins_list_with_a_scoped_role(fav_http
     c_auth = {"Authorization": f"Bearer {await login(fav_http, curator)}"}
     page = await (await fav_http.get(path, headers=c_auth)).json()
     assert [f["video_id"] for f in page["items"]] == [VIDEO]
+    # A user that does not exist (or no longer does) has no favorites to list: 404, not
+    # an empty page (schemathesis's use_after_free check, after DELETE of the account).
+    await svc.admin.delete_user(str(alice["id"]), actor=_actor())
+    resp = await fav_http.get(path, headers=c_auth)
+    assert resp.status == 404 and (await error_of(resp))["code"] == "not_found"
+    resp = await fav_http.get("/api/v1/admin/users/424242/favorites/tracks", headers=c_auth)
+    assert resp.status == 404
 
 
 def _actor():

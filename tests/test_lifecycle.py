@@ -336,9 +336,11 @@ async def test_change_password_keeps_only_the_current_session(http):
         headers=auth,
         json={"current_password": "not it", "new_password": "new password 1"},
     )
-    assert resp.status == 401 and (await error_of(resp))["fields"] == {
-        "current_password": ["Wrong password."]
-    }
+    # 403, not 401: the token is good (a 401 would have the client drop it)
+    assert resp.status == 403 and "WWW-Authenticate" not in resp.headers
+    err = await error_of(resp)
+    assert err["code"] == "wrong_password"
+    assert err["fields"] == {"current_password": ["Wrong password."]}
     resp = await http.post(
         "/api/v1/users/me/change-password",
         headers=auth,

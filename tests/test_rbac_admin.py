@@ -97,7 +97,9 @@ async def test_inheritance_cycles_and_builtin_roles_are_refused(http):
     assert (await post({"name": "admin", "permissions": []})).status == 409
     assert (await post({"name": "Bad Name", "permissions": []})).status == 422
     assert (await post({"name": "r4", "permissions": ["not a perm"]})).status == 422
-    assert (await post({"name": "r5", "permissions": [], "inherits": ["ghost"]})).status == 422
+    # A well-formed name no role has: the roles' current state conflicts (as a cycle does).
+    resp = await post({"name": "r5", "permissions": [], "inherits": ["ghost"]})
+    assert resp.status == 409 and (await error_of(resp))["fields"]["inherits"]
     assert (await http.delete("/api/v1/admin/roles/r1", headers=admin)).status == 409  # r2
     assert (await http.delete("/api/v1/admin/roles/r2", headers=admin)).status == 204
     assert (await http.delete("/api/v1/admin/roles/r1", headers=admin)).status == 204
@@ -149,6 +151,10 @@ async def test_admin_user_listing_filters_and_pagination(http):
     assert resp.status == 422
     resp = await http.get("/api/v1/admin/users?limit=0", headers=admin)
     assert resp.status == 422
+    # integers as OpenAPI writes them, not everything Python's int() reads
+    for limit in ("+5", "%205", "1_0", "%D9%A5", "5.0"):  # "+5", " 5", "1_0", Arabic 5
+        resp = await http.get(f"/api/v1/admin/users?limit={limit}", headers=admin)
+        assert resp.status == 422, limit
 
 
 async def test_admin_patch_moves_claims_and_disable_revokes_sessions(http, store):
@@ -166,6 +172,12 @@ async def test_admin_patch_moves_claims_and_disable_revokes_sessions(http, store
     assert body["roles"] == ["user"]
     assert await store.get(f"account:username:{user['username'].lower()}") is None
     assert await store.get("account:username:renamed_one") == str(uid)
+    # JSON booleans only: marshmallow's Boolean alone would take 1, "yes", "on"...
+    for value in (1, 0, "yes", "on", "true", 1.0, None):
+        resp = await http.patch(
+            f"/api/v1/admin/users/{uid}", headers=admin, json={"is_active": value}
+        )
+        assert resp.status == 422, value
     assert await login(http, user | {"username": "renamed_one"})
     taken = await register(http)
     resp = await http.patch(
@@ -278,7 +290,7 @@ async def test_api_key_lifecycle_scopes_and_owner_bound(http, store):
     resp = await http.post(
         "/api/v1/users/me/api-keys", headers=auth, json={"name": "greedy", "scopes": ["users:read"]}
     )
-    assert resp.status == 422  # more than the owner holds
+    assert resp.status == 403  # more than the owner holds: not theirs to delegate
     resp = await http.patch(
         f"/api/v1/users/me/api-keys/{created['id']}",
         headers=auth,

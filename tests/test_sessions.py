@@ -177,6 +177,17 @@ async def test_list_and_revoke_sessions(http):
     assert resp.status in (401, 422)
 
 
+async def test_revoke_all_takes_true_or_false_only(http):
+    user = await register(http, new_user())
+    tokens = await _login(http, user)
+    for value in ("1", "yes", "on", "True", "maybe", ""):
+        resp = await http.delete(f"/api/v1/sessions?all={value}", headers=_auth(tokens))
+        assert resp.status == 422, value
+    assert (await http.get("/api/v1/sessions", headers=_auth(tokens))).status == 200
+    resp = await http.delete("/api/v1/sessions?all=false", headers=_auth(tokens))
+    assert resp.status == 200 and (await resp.json()) == {"revoked": 0}
+
+
 async def test_sessions_of_another_account_cannot_be_revoked(http):
     alice = await _login(http, await register(http))
     mallory = await _login(http, await register(http, new_user("mal")))

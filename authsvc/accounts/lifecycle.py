@@ -21,7 +21,7 @@ import time
 from ..audit import Audit
 from ..auth import Principal
 from ..clock import Clock, to_ms
-from ..errors import Code, Conflict, DomainError, InvalidToken, NotFound, Unauthorized
+from ..errors import Code, Conflict, DomainError, InvalidToken, NotFound
 from ..mail import MailQueue, Message
 from ..passwords import PasswordHasher
 from ..store import keys
@@ -236,9 +236,9 @@ class LifecycleService:
                 code=Code.NO_PASSWORD,
             )
         if not await self._hasher.verify(current, acc["password"]):
-            raise Unauthorized(
+            raise DomainError(
                 "the current password is wrong",
-                code=Code.INVALID_CREDENTIALS,
+                code=Code.WRONG_PASSWORD,
                 fields={"current_password": ["Wrong password."]},
             )
         new_hash = await self._hasher.hash(new)

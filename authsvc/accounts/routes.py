@@ -7,12 +7,44 @@ from aiohttp import web
 
 from ..app_keys import SERVICES
 from ..auth import Principal
-from ..web import Api, client_ip, json_response
+from ..favorites.kinds import KINDS
+from ..web import Api, Link, client_ip, json_response, links
 from . import schemas
 
 api = Api()
 TAGS = ("auth",)
 ACCEPTED = {"status": "accepted"}
+
+# What the new account's id and credentials lead to: logging in, and an administrator's
+# view and handling of the account.
+_ID = {"id": "$response.body#/id"}
+REGISTERED = (
+    Link(
+        "POST /api/v1/auth/login",
+        body={"username": "$request.body#/username", "password": "$request.body#/password"},
+    ),
+    *links("GET PATCH DELETE", "/api/v1/admin/users/{id}", **_ID),
+    *links("POST", "/api/v1/admin/users/{id}/enable", **_ID),
+    *links("POST", "/api/v1/admin/users/{id}/disable", **_ID),
+    *links("POST", "/api/v1/admin/users/{id}/roles", **_ID),
+    *links("POST DELETE", "/api/v1/social/follow/{user_id}", user_id="$response.body#/id"),
+    *(
+        link
+        for kind in KINDS
+        for link in links(
+            "GET", f"/api/v1/admin/users/{{user_id}}/favorites/{kind.name}", user_id=_ID["id"]
+        )
+    ),
+)
+SEED_REGISTERED = (
+    Link(
+        "POST /login",
+        body={"username": "$request.body#/username", "password": "$request.body#/password"},
+    ),
+)
+LOGGED_IN = (
+    Link("POST /api/v1/auth/refresh", body={"refresh_token": "$response.body#/refresh_token"}),
+)
 
 
 @api.route(
@@ -24,6 +56,7 @@ ACCEPTED = {"status": "accepted"}
     responses={201: schemas.Account},
     errors=(409, 429),
     auth=False,
+    links=SEED_REGISTERED,
 )
 @api.route(
     "POST",
@@ -34,6 +67,7 @@ ACCEPTED = {"status": "accepted"}
     responses={201: schemas.Account},
     errors=(409, 429),
     auth=False,
+    links=REGISTERED,
 )
 async def register(request: web.Request, *, body: dict) -> web.Response:
     account = await request.app[SERVICES].lifecycle.register(**body, ip=client_ip(request))
@@ -49,6 +83,7 @@ async def register(request: web.Request, *, body: dict) -> web.Response:
     responses={200: schemas.TokenResponse},
     errors=(401, 403, 429),
     auth=False,
+    links=LOGGED_IN,
 )
 @api.route(
     "POST",
@@ -59,6 +94,7 @@ async def register(request: web.Request, *, body: dict) -> web.Response:
     responses={200: schemas.TokenResponse},
     errors=(401, 403, 429),
     auth=False,
+    links=LOGGED_IN,
 )
 async def login(request: web.Request, *, body: dict) -> web.Response:
     result = await request.app[SERVICES].sessions.login(

@@ -11,9 +11,17 @@ class RegisterRequest(Schema):
 
 class LoginRequest(Schema):
     # Username or email; no format rules here, so a malformed name is an ordinary miss.
-    username = fields.String(required=True, validate=validate.Length(min=1, max=254))
-    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
-    device_name = Text(max_len=64, allow_none=True, load_default=None)
+    username = fields.String(
+        required=True, validate=validate.Length(min=1, max=254), metadata={"example": "aria_01"}
+    )
+    password = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=1024),
+        metadata={"example": "correct horse battery staple", "format": "password"},
+    )
+    device_name = Text(
+        max_len=64, allow_none=True, load_default=None, metadata={"example": "Aria's phone"}
+    )
 
 
 class Account(Schema):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from aiohttp import web
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ..accounts.schemas import Account
 from ..app_keys import SERVICES
 from ..auth import Principal
-from ..schemas import Email, Text, Timestamp, Username
-from ..web import Api, json_response
+from ..rbac.schemas import Permission, RoleName
+from ..schemas import Email, QueryInteger, StrictBoolean, Text, Timestamp, Username
+from ..web import Api, json_response, links
 
 api = Api()
 USERS = "/api/v1/admin/users"
@@ -19,10 +20,13 @@ ROLE_PATH = "{role:[a-z][a-z0-9_.-]{0,63}}"
 
 class Page(Schema):
     cursor = fields.String(load_default="", validate=validate.Length(max=600))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    limit = QueryInteger(load_default=50, validate=validate.Range(min=1, max=200))
 
 
 class UserQuery(Page):
+    # One index answers a page, so the filters exclude each other (the document says
+    # so: at most one of them).
+    exclusive = ("username", "email", "role")
     kind = fields.String(
         load_default=None,
         validate=validate.OneOf(["local", "keycloak"]),
@@ -32,12 +36,17 @@ class UserQuery(Page):
     email = fields.String(load_default=None, validate=validate.Length(min=1, max=254))
     role = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
 
+    @validates_schema
+    def _one_filter(self, data: dict, **kwargs) -> None:
+        if sum(data.get(name) is not None for name in self.exclusive) > 1:
+            raise ValidationError("Use one filter at a time.", "_query")
+
 
 class UserPatch(Schema):
     username = Username()
     email = Email()
-    email_verified = fields.Boolean()
-    is_active = fields.Boolean()
+    email_verified = StrictBoolean()
+    is_active = StrictBoolean()
 
 
 class AdminUser(Account):
@@ -62,18 +71,10 @@ class AccountPage(Schema):
 
 
 class RoleRequest(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    permissions = fields.List(
-        fields.String(validate=validate.Length(max=128)),
-        required=True,
-        validate=validate.Length(max=200),
-    )
-    inherits = fields.List(
-        fields.String(validate=validate.Length(max=64)),
-        load_default=list,
-        validate=validate.Length(max=50),
-    )
-    description = Text(max_len=500, load_default="")
+    name = RoleName(required=True)
+    permissions = fields.List(Permission(), required=True, validate=validate.Length(max=200))
+    inherits = fields.List(RoleName(), load_default=list, validate=validate.Length(max=50))
+    description = Text(max_len=500, multiline=True, load_default="")
 
 
 class Role(Schema):
@@ -90,7 +91,7 @@ class RoleList(Schema):
 
 
 class GrantRequest(Schema):
-    role = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    role = RoleName(required=True)
 
 
 class Granted(Schema):
@@ -259,7 +260,11 @@ async def list_roles(request: web.Request, *, principal: Principal):
     tags=("roles",),
     body=RoleRequest(),
     responses={201: Role, 200: Role},
-    errors=(409,),  # cycles, built-ins; the last-admin guard
+    errors=(409,),  # cycles, built-ins, no such role to inherit from; the last-admin guard
+    links=(
+        *links("DELETE", "/api/v1/admin/roles/{role}", role="$response.body#/name"),
+        *links("GET", "/api/v1/admin/roles/{role}/users", role="$response.body#/name"),
+    ),
     permission="roles:write",
 )
 async def create_role(request: web.Request, *, principal: Principal, body: dict):
@@ -271,9 +276,10 @@ async def create_role(request: web.Request, *, principal: Principal, body: dict)
 @api.route(
     "DELETE",
     "/api/v1/admin/roles/" + ROLE_PATH,
-    summary="Delete an unused role",
+    summary="Delete an unused role (409 while granted, inherited from, or built in)",
     tags=("roles",),
     responses={204: None},
+    errors=(409,),
     permission="roles:write",
 )
 async def delete_role(request: web.Request, *, principal: Principal):
@@ -304,6 +310,15 @@ async def role_users(request: web.Request, *, principal: Principal, query: dict)
     tags=("roles",),
     body=GrantRequest(),
     responses={200: Granted},
+    links=(
+        *links(
+            "DELETE",
+            "/api/v1/admin/users/{id}/roles/{role}",
+            id="$request.path.id",
+            role="$request.body#/role",
+        ),
+        *links("GET", "/api/v1/admin/roles/{role}/users", role="$request.body#/role"),
+    ),
     permission="roles:write",
 )
 async def grant_role(request: web.Request, *, principal: Principal, body: dict):

@@ -7,8 +7,9 @@ from marshmallow import Schema, fields, validate
 
 from ..app_keys import SERVICES
 from ..auth import Principal
+from ..rbac.schemas import Permission
 from ..schemas import Text
-from ..web import Api, json_response, read_json
+from ..web import Api, json_response, links, read_json
 from ..web import validate as validate_body
 
 api = Api()
@@ -17,17 +18,21 @@ KEY = KEYS + "/{key_id:[0-9a-f]{12}}"
 
 
 def Scopes(**kw) -> fields.List:
-    return fields.List(
-        fields.String(validate=validate.Length(min=1, max=128)),
-        validate=validate.Length(min=1, max=100),
-        **kw,
-    )
+    return fields.List(Permission(), validate=validate.Length(min=1, max=100), **kw)
 
 
 class CreateKey(Schema):
-    name = Text(min_len=1, max_len=100, required=True)
+    name = Text(min_len=1, max_len=100, required=True, metadata={"example": "ci deploy"})
     scopes = Scopes(required=True)
-    expires_at = fields.AwareDateTime(load_default=None)
+    expires_at = fields.AwareDateTime(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "x-inFuture": True,
+            "description": "A moment in the future; null: never",
+            "example": "2099-01-01T00:00:00Z",
+        },
+    )
 
 
 class UpdateKey(Schema):
@@ -79,6 +84,7 @@ class Introspection(Schema):
     tags=("api-keys",),
     body=CreateKey(),
     responses={201: NewKey},
+    links=links("PATCH DELETE", KEYS + "/{key_id}", key_id="$response.body#/id"),
     permission="apikeys:manage",
 )
 async def create_key(request: web.Request, *, principal: Principal, body: dict):

@@ -16,7 +16,7 @@ from datetime import datetime
 from ..audit import Audit
 from ..auth import LOCAL, Principal
 from ..clock import LAST_MS, Clock, iso, to_ms
-from ..errors import InvalidToken, NotFound, ValidationFailed
+from ..errors import Code, DomainError, InvalidToken, NotFound, ValidationFailed
 from ..rbac.permissions import grants
 from ..rbac.service import PERMISSION, Authorizer
 from ..store import keys
@@ -64,8 +64,11 @@ class ApiKeyService:
         held = await self._authz.permissions(owner)
         beyond = [s for s in scopes if not grants(held, s)]
         if beyond:
-            raise ValidationFailed(
-                fields={"scopes": [f"You do not hold these, so a key cannot: {', '.join(beyond)}"]}
+            # Well-formed scopes the owner lacks: not theirs to delegate.
+            raise DomainError(
+                "a key cannot hold what its owner does not",
+                code=Code.FORBIDDEN,
+                fields={"scopes": [f"You do not hold these, so a key cannot: {', '.join(beyond)}"]},
             )
 
     async def create(

@@ -11,7 +11,7 @@ from aiohttp import web
 from ..app_keys import SERVICES
 from ..auth import Principal
 from ..errors import Code, NotFound, Unauthorized
-from ..web import Api, json_response
+from ..web import Api, json_response, links
 from . import schemas
 
 api = Api()
@@ -19,6 +19,9 @@ TAGS = ("characters",)
 SEED = "/characters"
 V1 = "/api/v1/characters"
 ITEM = "/{id:[0-9]{1,20}}"
+# A new character is read, changed and deleted by its id (on the path it was made on).
+CREATED = links("GET PUT DELETE", V1 + "/{id}", id="$response.body#/id")
+SEED_CREATED = links("GET PUT DELETE", SEED + "/{id}", id="$response.body#/id")
 
 
 @contextlib.contextmanager
@@ -66,6 +69,7 @@ async def list_characters(request: web.Request, *, principal: Principal) -> web.
     responses={200: schemas.Character},
     errors=(409,),  # the per-account cap
     created=200,
+    links=SEED_CREATED,
     permission="characters:write",
     guarded=True,
 )
@@ -78,6 +82,7 @@ async def list_characters(request: web.Request, *, principal: Principal) -> web.
     responses={201: schemas.Character},
     errors=(409,),
     created=201,
+    links=CREATED,
     permission="characters:write",
     guarded=True,
 )

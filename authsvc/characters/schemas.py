@@ -3,14 +3,16 @@ from marshmallow import Schema, fields
 from ..schemas import U32, Text, Timestamp
 
 NAME = {"min_len": 1, "max_len": 64}
-DESCRIPTION = {"max_len": 2000}
+DESCRIPTION = {"max_len": 2000, "multiline": True}
 
 
 class CreateCharacterRequest(Schema):
-    name = Text(required=True, **NAME)
-    description = Text(load_default="", **DESCRIPTION)
-    sex = U32(required=True)
-    race = U32(required=True)
+    name = Text(required=True, metadata={"example": "Aria"}, **NAME)
+    description = Text(
+        load_default="", metadata={"example": "A ranger of the northern woods."}, **DESCRIPTION
+    )
+    sex = U32(required=True, metadata={"example": 1})
+    race = U32(required=True, metadata={"example": 3})
 
 
 class UpdateCharacterRequest(Schema):

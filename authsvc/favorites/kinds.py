@@ -35,7 +35,7 @@ KINDS: tuple[FavoriteKind, ...] = (
                 allow_none=True,
                 load_default=None,
             ),
-            "notes": Text(max_len=2000, allow_none=True, load_default=None),
+            "notes": Text(max_len=2000, multiline=True, allow_none=True, load_default=None),
         },
     ),
 )

@@ -9,8 +9,10 @@ from marshmallow import Schema, fields, validate
 
 from ..app_keys import SERVICES
 from ..auth import Principal
-from ..web import Api, json_response
+from ..schemas import QueryInteger, example
+from ..web import Api, json_response, links
 from .kinds import KINDS, FavoriteKind
+from .service import CURSOR
 
 api = Api()
 TARGET_ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
@@ -18,14 +20,18 @@ TARGET_ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
 
 def TargetId(**kw) -> fields.String:
     return fields.String(
-        validate=validate.Regexp(f"^{TARGET_ID}\\Z", error="1-64 letters, digits, _ . : -"), **kw
+        validate=validate.Regexp(f"^{TARGET_ID}\\Z", error="1-64 letters, digits, _ . : -"),
+        **example("item-42", kw),
     )
 
 
 class FavoritePage(Schema):
     # A cursor is an index member: "<created_ms:013d>:<target id>".
-    cursor = fields.String(load_default="", validate=validate.Length(max=14 + 64))
-    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.String(
+        load_default="",
+        validate=validate.Regexp(f"^(?:{CURSOR})?\\Z", error="Not a cursor from this API."),
+    )
+    limit = QueryInteger(load_default=20, validate=validate.Range(min=1, max=100))
 
 
 def _declare(kind: FavoriteKind) -> None:
@@ -60,6 +66,7 @@ def _declare(kind: FavoriteKind) -> None:
         tags=tags,
         body=body(),
         responses={201: record, 200: record},
+        links=links("DELETE", base + "/{target}", target=f"$response.body#/{kind.target_field}"),
         permission="favorites:write",
         favorite=kind.name,
     )
@@ -117,7 +124,7 @@ def _declare(kind: FavoriteKind) -> None:
         return json_response(
             await request.app[SERVICES]
             .favorites[favorite]
-            .page(request.match_info["user_id"], cursor=query["cursor"], limit=query["limit"])
+            .page_of(request.match_info["user_id"], cursor=query["cursor"], limit=query["limit"])
         )
 
 

@@ -15,7 +15,8 @@ from ..errors import Code, DomainError, NotFound, ValidationFailed
 from ..store.favorites import FavoriteStore
 from .kinds import FavoriteKind
 
-CURSOR_RE = re.compile(r"^[0-9]{13}:[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")  # an index member
+CURSOR = r"[0-9]{13}:[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"  # an index member
+CURSOR_RE = re.compile(f"^{CURSOR}\\Z")
 
 
 class FavoriteService:
@@ -26,12 +27,14 @@ class FavoriteService:
         store: FavoriteStore,
         catalog: Catalog,
         audit: Audit,
+        user_exists,
         clock: Clock = time.time,
     ) -> None:
         self.kind = kind
         self._store = store
         self._catalog = catalog
         self._audit = audit
+        self._user_exists = user_exists  # async (user_id) -> bool
         self._clock = clock
 
     def view(self, rec: dict[str, str]) -> dict:
@@ -85,6 +88,13 @@ class FavoriteService:
             favorite_uuid=removed["uuid"],
             **{self.kind.target_field: target},
         )
+
+    async def page_of(self, user_id: str, *, cursor: str, limit: int) -> dict:
+        """Another user's favorites (an administrator's view): a user that does not exist,
+        or no longer does, is a 404, not an empty page."""
+        if not await self._user_exists(user_id):
+            raise NotFound("no such user")
+        return await self.page(user_id, cursor=cursor, limit=limit)
 
     async def page(self, user_id: str, *, cursor: str, limit: int) -> dict:
         if cursor and not CURSOR_RE.match(cursor):

@@ -8,8 +8,9 @@ from marshmallow import Schema, fields, validate
 
 from ..app_keys import SERVICES
 from ..auth import Principal
-from ..schemas import Text
-from ..web import Api, json_response, read_json
+from ..schemas import HttpUrl, QueryInteger, Text
+from ..web import Api, json_response, links, read_json
+from .service import CURSOR
 
 api = Api()
 ME = "/api/v1/users/me"
@@ -17,15 +18,13 @@ USER_ID = "{user_id:[0-9A-Za-z-]{1,64}}"
 
 
 class ProfilePatch(Schema):
-    display_name = Text(max_len=100, allow_none=True)
-    bio = Text(max_len=1000, allow_none=True)
-    avatar_url = fields.Url(
-        schemes={"https", "http"}, allow_none=True, validate=validate.Length(max=2048)
+    display_name = Text(max_len=100, allow_none=True, metadata={"example": "Aria"})
+    bio = Text(
+        max_len=1000, multiline=True, allow_none=True, metadata={"example": "Plays on weekends."}
     )
-    location = Text(max_len=100, allow_none=True)
-    website = fields.Url(
-        schemes={"https", "http"}, allow_none=True, validate=validate.Length(max=2048)
-    )
+    avatar_url = HttpUrl(allow_none=True)
+    location = Text(max_len=100, allow_none=True, metadata={"example": "Lisbon"})
+    website = HttpUrl(allow_none=True, metadata={"example": "https://example.com/"})
     privacy = fields.String(
         validate=validate.OneOf(["public", "followers", "private"]), allow_none=True
     )
@@ -59,8 +58,11 @@ class Me(Schema):
 
 
 class FollowPage(Schema):
-    cursor = fields.String(load_default="", validate=validate.Length(max=100))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(
+        load_default="",
+        validate=validate.Regexp(f"^(?:{CURSOR})?\\Z", error="Not a cursor from this API."),
+    )
+    limit = QueryInteger(load_default=50, validate=validate.Range(min=1, max=200))
 
 
 class Follows(Schema):
@@ -165,7 +167,7 @@ async def patch_preferences(request: web.Request, *, principal: Principal):
     summary="Follow a user (idempotent)",
     tags=("social",),
     responses={200: Followed},
-    errors=(422,),  # following oneself
+    links=links("DELETE", "/api/v1/social/follow/{user_id}", user_id="$request.path.user_id"),
     permission="social:write",
 )
 async def follow(request: web.Request, *, principal: Principal):

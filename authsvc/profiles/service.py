@@ -13,7 +13,7 @@ from ..audit import Audit, AuditReader
 from ..auth import LOCAL, Principal
 from ..characters.service import CharacterService
 from ..clock import Clock, iso, to_ms
-from ..errors import NotFound, ValidationFailed
+from ..errors import Code, DomainError, NotFound, ValidationFailed
 from ..favorites.service import FavoriteService
 from ..store import keys
 from ..store.profiles import PreferencesTooLarge, ProfileStore
@@ -21,7 +21,8 @@ from ..store.rbac import RbacStore
 
 PROFILE_FIELDS = ("display_name", "bio", "avatar_url", "location", "website", "privacy")
 PREFERENCES_MAX_BYTES = 16 * 1024
-CURSOR_RE = re.compile(r"^[0-9]{1,16}:[0-9A-Za-z-]{1,64}\Z")
+CURSOR = r"[0-9]{1,16}:[0-9A-Za-z-]{1,64}"  # "<since ms>:<user id>"
+CURSOR_RE = re.compile(f"^{CURSOR}\\Z")
 
 
 class ProfileService:
@@ -92,8 +93,11 @@ class ProfileService:
 
     async def follow(self, principal: Principal, target: str) -> bool:
         if target == principal.user_id:
-            raise ValidationFailed(
-                "you cannot follow yourself", fields={"user_id": ["Not yourself."]}
+            # Well-formed, so not a 422: the caller may follow others, not themself.
+            raise DomainError(
+                "you cannot follow yourself",
+                code=Code.FORBIDDEN,
+                fields={"user_id": ["Not yourself."]},
             )
         if not await self._user_exists(target):
             raise NotFound("no such user")

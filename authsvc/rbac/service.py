@@ -202,7 +202,12 @@ class RoleService:
                 )
             missing = [p for p in inherits if p not in current and p != name]
             if missing:
-                raise ValidationFailed(fields={"inherits": [f"No such role: {', '.join(missing)}"]})
+                # Well-formed names the current roles lack: a conflict with the store's
+                # state (as a cycle is), not a malformed request.
+                raise Conflict(
+                    f"no such role to inherit from: {', '.join(missing)}",
+                    fields={"inherits": [f"No such role: {', '.join(missing)}"]},
+                )
             role = {
                 "permissions": sorted(set(permissions)),
                 "inherits": sorted(set(inherits)),

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from aiohttp import web
-from marshmallow import Schema, fields
+from marshmallow import Schema
 
 from ..accounts import schemas
-from ..accounts.routes import token_response
+from ..accounts.routes import LOGGED_IN, token_response
 from ..app_keys import SERVICES
 from ..auth import Principal
-from ..web import Api, client_ip, json_response
+from ..schemas import QueryBoolean
+from ..web import Api, client_ip, json_response, links
 
 api = Api()
 TAGS = ("sessions",)
 
 
 class RevokeAllQuery(Schema):
-    all = fields.Boolean(load_default=False)
+    all = QueryBoolean(load_default=False)
 
 
 @api.route(
@@ -28,6 +29,7 @@ class RevokeAllQuery(Schema):
     responses={200: schemas.TokenResponse},
     errors=(401, 403),
     auth=False,
+    links=LOGGED_IN,
 )
 async def refresh(request: web.Request, *, body: dict) -> web.Response:
     result = await request.app[SERVICES].sessions.refresh(
@@ -55,6 +57,7 @@ async def logout(request: web.Request, *, principal: Principal) -> web.Response:
     summary="The caller's sessions, the current marked",
     tags=TAGS,
     responses={200: schemas.SessionList},
+    links=links("DELETE", "/api/v1/sessions/{id}", id="$response.body#/sessions/0/id"),
     permission="sessions:manage",
 )
 async def list_sessions(request: web.Request, *, principal: Principal) -> web.Response:
