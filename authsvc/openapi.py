@@ -52,7 +52,8 @@ _DESCRIPTIONS = {
     415: "Body is not JSON",
     422: "Validation failed; `fields` says which and why",
     429: "Rate limited; see Retry-After",
-    503: "The data store (or the media catalog) is unavailable; retry after Retry-After",
+    503: "The data store (or the media catalog, or the OIDC provider signed in with) is "
+    "unavailable; retry after Retry-After",
 }
 
 
@@ -158,6 +159,8 @@ def _query_value(converter: Any, field: fields.Field) -> dict[str, Any]:
     prop.pop("nullable", None)
     if prop.get("default", "") is None:
         del prop["default"]
+    if "enum" in prop:  # (apispec lists None among the choices of a nullable field)
+        prop["enum"] = [choice for choice in prop["enum"] if choice is not None]
     return prop
 
 

@@ -135,7 +135,8 @@ def test_the_document_states_what_the_service_refuses():
     assert _matches(follows, "1700000000000:42") and not _matches(follows, "0" * 99)
     # one filter at a time: one object parameter with at most one property
     users = _query(spec, "GET", "/api/v1/admin/users")
-    assert set(users) == {"cursor", "limit", "filter"}
+    assert set(users) == {"cursor", "limit", "kind", "filter"}
+    assert users["kind"]["schema"]["enum"] == ["local", "keycloak"]
     assert users["filter"]["style"] == "form" and users["filter"]["explode"] is True
     group = users["filter"]["schema"]
     assert group["maxProperties"] == 1 and group["additionalProperties"] is False
