@@ -119,6 +119,8 @@ async def test_administration_round_trip_and_the_secret_is_write_only(http, stor
         ("issuer", "https://id.example.com?x=1"),
         ("issuer", "https://user@id.example.com"),
         ("issuer", "ftp://id.example.com"),
+        ("issuer", "https://id.example.com:65536"),  # no such port
+        ("issuer", "https://id.example.com:0"),
         ("slug", "Has-Caps"),
         ("slug", "a" * 33),
         ("scopes", ["with space"]),
@@ -136,7 +138,7 @@ async def test_bad_providers_are_refused(http, field, value):
 
 async def test_loopback_http_is_allowed_and_a_slug_is_unique(http):
     _, admin = await make_admin(http)
-    for issuer in ("http://127.0.0.1:9999", "http://localhost:1/realms/x", "http://[::1]:2"):
+    for issuer in ("http://127.0.0.1:9999", "http://localhost:1/realms/x", "http://[::1]:65535"):
         slug = f"dev{len(issuer)}"
         resp = await http.post(ADMIN, json=BASE | {"slug": slug, "issuer": issuer}, headers=admin)
         assert resp.status == 201, await resp.text()

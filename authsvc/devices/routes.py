@@ -8,7 +8,7 @@ from ..accounts.routes import token_response
 from ..accounts.schemas import TokenResponse
 from ..app_keys import DEVICES
 from ..auth import Principal
-from ..web import Api, client_ip, json_response
+from ..web import Api, client_ip, json_response, links
 from . import schemas
 
 api = Api()
@@ -56,6 +56,7 @@ async def list_devices(request: web.Request, *, principal: Principal) -> web.Res
     body=schemas.DeviceLink(),
     responses={201: schemas.Device},
     errors=(409, 429),  # 429: the device sign-in's per-address limit
+    links=links("DELETE", "/api/v1/users/me/devices/{id}", id="$response.body#/id"),
     permission="profile:write",
 )
 async def link_device(request: web.Request, *, principal: Principal, body: dict):

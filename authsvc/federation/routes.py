@@ -9,7 +9,7 @@ from ..accounts.routes import token_response
 from ..accounts.schemas import TokenResponse
 from ..app_keys import OIDC_PROVIDERS, SIGN_IN
 from ..auth import Principal
-from ..web import Api, client_ip, json_response
+from ..web import Api, client_ip, json_response, links
 from . import schemas
 from .service import CALLBACK_COOKIE_PATH, CallbackResult, Started
 
@@ -17,6 +17,13 @@ api = Api()
 TAGS = ("oidc",)
 SLUG = "{slug:" + schemas.SLUG_RE + "}"
 ADMIN = "/api/v1/admin/oidc/providers"
+# What a new provider enables (the stateful phase of schemathesis follows these): its
+# administration, and signing in or linking through it.
+PROVIDER_CREATED = (
+    *links("GET PATCH DELETE", ADMIN + "/{slug}", slug="$response.body#/slug"),
+    *links("GET", "/api/v1/auth/oidc/{slug}/authorize", slug="$response.body#/slug"),
+    *links("POST", "/api/v1/users/me/oidc/link/{slug}", slug="$response.body#/slug"),
+)
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
@@ -199,6 +206,7 @@ async def list_providers(request: web.Request, *, principal: Principal):
     body=schemas.ProviderCreate(),
     responses={201: schemas.Provider},
     errors=(409,),
+    links=PROVIDER_CREATED,
     permission="oidc:manage",
 )
 async def create_provider(request: web.Request, *, principal: Principal, body: dict):

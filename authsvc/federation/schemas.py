@@ -5,15 +5,16 @@ from __future__ import annotations
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from ..accounts.schemas import TokenResponse
-from ..schemas import Text, Timestamp
+from ..schemas import StrictBoolean, Text, Timestamp
 
 SLUG_RE = r"[a-z0-9][a-z0-9-]{0,31}"
 # https anywhere; plain http only on a loopback address (development, tests). The pattern
 # is the whole rule, so what the document promises is exactly what is accepted.
+PORT_RE = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 ISSUER_RE = (
     r"^(https://[A-Za-z0-9.-]+|http://(127(\.[0-9]{1,3}){3}|localhost|\[::1\]))"
-    r"(:[0-9]{1,5})?(/[A-Za-z0-9._~%!$&'()*+,;=:@-]+)*/?\Z"
-)
+    r"(:" + PORT_RE + r")?(/[A-Za-z0-9._~%!$&'()*+,;=:@-]+)*/?\Z"
+)  # (a port from 1 to 65535: one past it could never be reached)
 SCOPE_RE = r"^[\x21\x23-\x5b\x5d-\x7e]{1,64}\Z"  # RFC 6749 scope-token
 CLAIM_RE = r"^[\x21-\x7e]{1,200}\Z"  # a claim name (or a dotted path into one)
 CLIENT_ID_RE = r"^[\x20-\x7e]{1,255}\Z"
@@ -21,15 +22,6 @@ ROLE_RE = r"^[a-z][a-z0-9_.-]{0,63}\Z"
 AUTH_METHODS = ("auto", "client_secret_basic", "client_secret_post")
 # A URL (any scheme: a game's `mygame:/login` too) the allow-list must also permit.
 REDIRECT_RE = r"^[A-Za-z][A-Za-z0-9+.-]{0,31}:[\x21-\x7e]{1,2000}\Z"
-
-
-class Flag(fields.Boolean):
-    """JSON true or false only: not 0, 1 or "yes", which the document does not allow."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, bool):
-            raise self.make_error("invalid", input=value)
-        return value
 
 
 MAX_MAPPED = 50
@@ -88,10 +80,10 @@ class ProviderFields(Schema):
         validate=validate.Length(max=20),
         metadata={"description": "asked for at the provider; `openid` is always added"},
     )
-    auto_register = Flag(
+    auto_register = StrictBoolean(
         metadata={"description": "a first sign-in of an unknown identity creates an account"}
     )
-    enabled = Flag()
+    enabled = StrictBoolean()
     username_claim = fields.String(validate=validate.Regexp(CLAIM_RE))
     email_claim = fields.String(validate=validate.Regexp(CLAIM_RE))
     roles_claim = fields.String(
@@ -126,8 +118,8 @@ class ProviderCreate(ProviderFields):
         validate=validate.Length(max=20),
         load_default=lambda: ["openid", "email", "profile"],
     )
-    auto_register = Flag(load_default=False)
-    enabled = Flag(load_default=True)
+    auto_register = StrictBoolean(load_default=False)
+    enabled = StrictBoolean(load_default=True)
     username_claim = _claim("preferred_username")
     email_claim = _claim("email")
     roles_claim = _claim("roles")
