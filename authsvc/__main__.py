@@ -1,4 +1,5 @@
-"""The `authsvc` command: serve, store, check, migrate, create-admin, permissions."""
+"""The `authsvc` command: serve, store, check, migrate, create-admin, rotate-secrets-key,
+permissions."""
 
 from __future__ import annotations
 
@@ -235,6 +236,53 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_rotate_secrets_key(args: argparse.Namespace) -> int:
+    """Re-seal every secret kept in the store (the OIDC providers' client secrets) under
+    SECRETS_KEY, opening them with SECRETS_PREVIOUS_KEYS. Safe to run again, and on a
+    live store: each record changes by compare-and-set."""
+    import secrets
+
+    from .audit import Audit
+    from .crypto import SecretBox, SecretError
+    from .federation.providers import ProviderService
+    from .store.connection import create_client
+    from .store.federation import ProviderStore
+
+    settings = _settings(jwt_secret=os.environ.get("API_JWT_SECRET") or secrets.token_hex(32))
+    if not settings.secrets_key:
+        print(
+            "authsvc: set SECRETS_KEY (the new key) and SECRETS_PREVIOUS_KEYS (the old)",
+            file=sys.stderr,
+        )
+        return 2
+    box = SecretBox.from_text(settings.secrets_key, settings.secrets_previous_keys)
+
+    async def run() -> int:
+        client = create_client(settings.store_url, timeout=10)
+        audit = Audit(client)
+        service = ProviderService(
+            store=ProviderStore(client), box=box, audit=audit, public_url=settings.public_url
+        )
+        try:
+            resealed, current = await service.reseal_all()
+            await audit.record(
+                "secrets_resealed", key_id=box.current_key_id, resealed=resealed, personal=False
+            )
+            await audit.flush()
+        except SecretError as exc:
+            print(f"authsvc: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await client.aclose()
+        print(
+            f"re-sealed {resealed} secrets under key {box.current_key_id}; "
+            f"{current} were under it already"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
 def cmd_permissions(args: argparse.Namespace) -> int:
     """Print the route -> permission table (the README's is this output)."""
     from .docs import permission_table
@@ -392,6 +440,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--username", required=True, help="the new account's username")
     p.add_argument("--email", required=True, help="the new account's email address")
     p.set_defaults(fn=cmd_create_admin)
+    p = sub.add_parser(
+        "rotate-secrets-key",
+        help="re-seal stored secrets under SECRETS_KEY",
+        description="Re-seal every secret kept in the store at KEYDB_URL (the OIDC "
+        "providers' client secrets) under SECRETS_KEY, opening those sealed by an older "
+        "key with SECRETS_PREVIOUS_KEYS. Rotate by setting both on every process, "
+        "running this, then dropping the old key. Safe to run again, and on a live store.",
+    )
+    p.set_defaults(fn=cmd_rotate_secrets_key)
     p = sub.add_parser(
         "permissions",
         help="print the route -> permission table",

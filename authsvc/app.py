@@ -15,23 +15,42 @@ from aiohttp import web
 
 from . import apidocs, embedded, health, openapi
 from .accounts import routes as account_routes
+from .accounts.identities import IdentityAccounts
 from .accounts.lifecycle import LifecycleService
 from .accounts.service import AccountService
 from .admin import routes as admin_routes
 from .admin.service import AdminService
 from .apikeys import routes as apikey_routes
 from .apikeys.service import ApiKeyService
-from .app_keys import HASHER, HTTP, MAILER, SERVICES, SETTINGS, STORE, Services
+from .app_keys import (
+    DEVICES,
+    HASHER,
+    HTTP,
+    MAILER,
+    OIDC_PROVIDERS,
+    SERVICES,
+    SETTINGS,
+    SIGN_IN,
+    STORE,
+    Services,
+)
 from .audit import Audit, AuditReader
-from .auth import Authenticator, LocalVerifier, Principal
+from .auth import LOCAL, Authenticator, LocalVerifier, Principal
 from .catalog import HttpCatalog, NoCatalog
 from .characters import routes as character_routes
 from .characters.service import CharacterService
 from .clock import Clock
 from .config import Settings
+from .crypto import SecretBox
+from .devices import routes as device_routes
+from .devices.service import DeviceService
 from .favorites import routes as favorite_routes
 from .favorites.kinds import KINDS
 from .favorites.service import FavoriteService
+from .federation import routes as federation_routes
+from .federation.client import OidcClient
+from .federation.providers import ProviderService
+from .federation.service import SignInService
 from .introspect import Introspector
 from .logs import access_log_args, edge_middleware
 from .mail import Mailer, MailQueue, OutboxMailer, SmtpMailer
@@ -49,6 +68,8 @@ from .store.apikeys import ApiKeyStore
 from .store.characters import CharacterStore
 from .store.connection import OUTAGE_ERRORS, create_client
 from .store.favorites import FavoriteStore
+from .store.federation import FlowStore, ProviderStore
+from .store.identities import IdentityStore
 from .store.migrate import earlier_layout
 from .store.profiles import ProfileStore
 from .store.ratelimits import RateLimitStore
@@ -70,6 +91,8 @@ ROUTES = (
     admin_routes.api,
     favorite_routes.api,
     profile_routes.api,
+    federation_routes.api,
+    device_routes.api,
     openapi.api,
     apidocs.api,
 )
@@ -173,8 +196,11 @@ def create_app(
             app[SERVICES] = services
             app[AUTHORIZER] = services.authorizer
             live_store = AccountStore(store)
+            external_users = UserStore(store)
 
             async def liveness(p: Principal) -> bool:
+                if p.kind != LOCAL:
+                    return await external_users.is_live(p.user_id)
                 return await live_store.is_live(p.user_id, sid=p.sid)
 
             app[LIVENESS] = liveness
@@ -211,10 +237,83 @@ def create_app(
     # start). Nothing in store_ctx's clean-up uses the HTTP session.
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(http_ctx)
+    _setup_oidc(app, settings, clock)
+    _setup_devices(app, settings, clock)
     for api in ROUTES:
         api.register(app)
     app[openapi.OPENAPI_JSON] = openapi_document()
     return app
+
+
+# -- features that wire themselves (lifted into each feature's setup() by the restructure)
+
+
+def _setup_oidc(app: web.Application, settings: Settings, clock: Clock) -> None:
+    """Sign-in through OIDC providers (authsvc.federation): its stores and services over
+    the shared store, audit, sessions and outgoing HTTP, once the store is up."""
+
+    async def oidc_ctx(app: web.Application) -> AsyncIterator[None]:
+        store, services = app[STORE], app[SERVICES]
+        providers = ProviderService(
+            store=ProviderStore(store),
+            box=SecretBox.from_text(settings.secrets_key, settings.secrets_previous_keys),
+            audit=services.audit,
+            public_url=settings.public_url,
+            clock=clock,
+        )
+        client = OidcClient(
+            session=lambda: app[HTTP],
+            timeout=settings.oidc_http_timeout,
+            discovery_ttl=settings.oidc_discovery_ttl,
+            jwks_ttl=settings.jwks_cache_ttl,
+            leeway=settings.jwt_leeway,
+            clock=clock,
+        )
+        app[OIDC_PROVIDERS] = providers
+        app[SIGN_IN] = SignInService(
+            providers=providers,
+            flows=FlowStore(store),
+            identities=IdentityAccounts(
+                store=IdentityStore(store), registrar=services.accounts, clock=clock
+            ),
+            client=client,
+            accounts=services.accounts,
+            sessions=services.sessions,
+            roles=RbacStore(store),
+            guard=services.admin.guard,
+            limiter=RequestLimiter(RateLimitStore(store), window_s=settings.request_limit_window),
+            audit=services.audit,
+            redirect_allowlist=settings.oidc_redirect_allowlist,
+            state_ttl=settings.oidc_state_ttl,
+            provider_budget=settings.oidc_http_timeout,
+            authorize_ip_limit=settings.oidc_authorize_ip_limit,
+            default_roles=(settings.default_role,),
+            secure_cookies=settings.public_url.startswith("https://"),
+            clock=clock,
+        )
+        yield
+
+    app.cleanup_ctx.append(oidc_ctx)
+
+
+def _setup_devices(app: web.Application, settings: Settings, clock: Clock) -> None:
+    """Guests of game clients (authsvc.devices), once the store is up."""
+
+    async def devices_ctx(app: web.Application) -> AsyncIterator[None]:
+        store, services = app[STORE], app[SERVICES]
+        app[DEVICES] = DeviceService(
+            identities=IdentityAccounts(
+                store=IdentityStore(store), registrar=services.accounts, clock=clock
+            ),
+            sessions=services.sessions,
+            limiter=RequestLimiter(RateLimitStore(store), window_s=settings.request_limit_window),
+            audit=services.audit,
+            ip_limit=settings.device_ip_limit,
+            clock=clock,
+        )
+        yield
+
+    app.cleanup_ctx.append(devices_ctx)
 
 
 _OPENAPI: str | None = None
@@ -328,6 +427,7 @@ def build_services(
         rbac=rbac_store,
         lifecycle=lifecycle,
         audit=audit,
+        users=UserStore(store),
         guard=guard,
         clock=clock,
     )

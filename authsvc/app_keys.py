@@ -16,7 +16,10 @@ from .audit import Audit, AuditReader
 from .characters.service import CharacterService
 from .clock import Clock
 from .config import Settings
+from .devices.service import DeviceService
 from .favorites.service import FavoriteService
+from .federation.providers import ProviderService
+from .federation.service import SignInService
 from .introspect import Introspector
 from .mail import Mailer
 from .passwords import PasswordHasher
@@ -49,3 +52,6 @@ HASHER = web.AppKey("hasher", PasswordHasher)
 SERVICES = web.AppKey("services", Services)
 MAILER = web.AppKey("mailer", Mailer)
 HTTP = web.AppKey("http", aiohttp.ClientSession)  # outgoing HTTP (Keycloak, the catalog)
+OIDC_PROVIDERS = web.AppKey("oidc_providers", ProviderService)  # authsvc.federation
+SIGN_IN = web.AppKey("sign_in", SignInService)  # authsvc.federation
+DEVICES = web.AppKey("devices", DeviceService)  # authsvc.devices

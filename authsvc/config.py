@@ -9,6 +9,9 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from urllib.parse import urlsplit
+
+from . import crypto
 
 DEFAULT_KEYDB_URL = "redis://127.0.0.1:5556/0"
 MIN_SECRET_BYTES = 32
@@ -180,6 +183,18 @@ class Settings:
     catalog_timeout: float = 2.0
     catalog_cache_ttl: int = 60
     catalog_negative_cache_ttl: int = 10
+    # Secrets kept in the store (OIDC client secrets) are sealed with AES-256-GCM under
+    # SECRETS_KEY (32 bytes, base64url or hex); previous keys still open what they sealed
+    # until `authsvc rotate-secrets-key` has re-sealed it.
+    secrets_key: str = field(default="", repr=False)
+    secrets_previous_keys: tuple[str, ...] = field(default=(), repr=False)
+    # Sign-in through OIDC providers (redirect URI {PUBLIC_URL}/api/v1/auth/oidc/{slug}/callback)
+    oidc_redirect_allowlist: tuple[str, ...] = ()  # where a login may send the browser back
+    oidc_state_ttl: int = 600  # seconds a started login may take at the provider
+    oidc_discovery_ttl: int = 3600  # seconds a provider's discovery document is cached
+    oidc_authorize_ip_limit: int = 300  # sign-ins started per address per REQUEST_LIMIT_WINDOW
+    # Guest sign-in of game clients (POST /api/v1/auth/device), per REQUEST_LIMIT_WINDOW
+    device_ip_limit: int = 60
     log_level: str = "INFO"
     log_format: str = "json"  # or "text", for a human at a terminal
     # One line per request (authsvc.logs.AccessLogger), whatever LOG_LEVEL says; off
@@ -270,6 +285,26 @@ class Settings:
             raise ConfigError("KEYDB_CLUSTER=true needs KEYDB_URL=redis://<any node>")
         if not self.jwt_issuer or not self.jwt_audience:
             raise ConfigError("JWT_ISSUER and JWT_AUDIENCE must not be empty")
+        for name, values in (
+            ("SECRETS_KEY", (self.secrets_key,) if self.secrets_key else ()),
+            ("SECRETS_PREVIOUS_KEYS", self.secrets_previous_keys),
+        ):
+            for value in values:
+                try:
+                    crypto.parse_key(value)
+                except crypto.KeyFormatError:
+                    raise ConfigError(
+                        f"{name}: every key must be 32 bytes as base64url (43 characters) or "
+                        f"64 hex digits; {crypto.GENERATE_HINT}"
+                    ) from None
+        if self.secrets_previous_keys and not self.secrets_key:
+            raise ConfigError("SECRETS_PREVIOUS_KEYS needs a SECRETS_KEY to re-seal under")
+        for entry in self.oidc_redirect_allowlist:
+            _check_redirect_entry(entry)
+        _check_range("OIDC_STATE_TTL", self.oidc_state_ttl, 30, 3600)
+        _check_range("OIDC_DISCOVERY_TTL", self.oidc_discovery_ttl, 1, 86400)
+        _check_range("DEVICE_IP_LIMIT", self.device_ip_limit, 1, 1_000_000)
+        _check_range("OIDC_AUTHORIZE_IP_LIMIT", self.oidc_authorize_ip_limit, 1, 1_000_000)
 
     @property
     def oidc_issuer(self) -> str:
@@ -343,6 +378,19 @@ def _parse(name: str, typ: object, raw: str) -> object:
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a valid {typ}") from None
     return raw
+
+
+def _check_redirect_entry(entry: str) -> None:
+    """An OIDC_REDIRECT_ALLOWLIST entry: an absolute URL (any scheme, so a game's own
+    `mygame:/login` works too) without query or fragment."""
+    parts = urlsplit(entry)
+    if not parts.scheme or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ConfigError(
+            f"OIDC_REDIRECT_ALLOWLIST: {entry!r} is not an absolute URL without query, "
+            "fragment or user"
+        )
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        raise ConfigError(f"OIDC_REDIRECT_ALLOWLIST: {entry!r} has no host")
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:

@@ -35,6 +35,23 @@ class Code(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     STORE_UNAVAILABLE = "store_unavailable"
     CONFLICT = "conflict"
+    # Sign-in through providers and devices
+    SECRETS_KEY_MISSING = "secrets_key_missing"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    INVALID_OIDC_STATE = "invalid_oidc_state"
+    INVALID_OIDC_CODE = "invalid_oidc_code"
+    REDIRECT_NOT_ALLOWED = "redirect_not_allowed"
+    INVALID_ID_TOKEN = "invalid_id_token"
+    PROVIDER_DENIED = "provider_denied"
+    ACCOUNT_EXISTS = "account_exists"
+    IDENTITY_NOT_LINKED = "identity_not_linked"
+    IDENTITY_LINKED_ELSEWHERE = "identity_linked_elsewhere"
+    PROVIDER_ALREADY_LINKED = "provider_already_linked"
+    IDENTITY_TAKEN = "identity_taken"
+    LAST_SIGN_IN_METHOD = "last_sign_in_method"
+    INVALID_EXCHANGE_CODE = "invalid_exchange_code"
+    CREDENTIALS_EXIST = "credentials_exist"
+    NO_PASSWORD = "no_password"
     # The last-admin guard (rbac/guard.py): no change may leave no one holding `*`, and
     # an administrator cannot disable, delete or demote themselves.
     LAST_ADMIN = "last_admin"

@@ -37,6 +37,12 @@ HTTP_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 LOGINS = Counter("authsvc_logins_total", "Password logins by result", ("result",))
+OIDC_PROVIDER_REQUESTS = Counter(
+    "authsvc_oidc_provider_requests_total",
+    "Requests to OIDC providers (sign-in): kind discovery/jwks/token, result the HTTP "
+    "status or error",
+    ("kind", "result"),
+)
 RATE_LIMITED = Counter(
     "authsvc_rate_limited_total", "Requests refused with 429 (any limit)", ("route",)
 )

@@ -41,6 +41,7 @@ _DESCRIPTIONS = {
     201: "Created",
     202: "Accepted",
     204: "No content",
+    302: "Found: the browser goes on to the URL in Location",
     400: "Malformed request (HTTP the server cannot parse, a body that is not JSON, "
     "or a link token that is invalid or spent)",
     401: "Not authenticated (missing, invalid, expired or revoked credentials)",
@@ -51,7 +52,8 @@ _DESCRIPTIONS = {
     415: "Body is not JSON",
     422: "Validation failed; `fields` says which and why",
     429: "Rate limited; see Retry-After",
-    503: "The data store (or the media catalog) is unavailable; retry after Retry-After",
+    503: "The data store (or the media catalog, or the OIDC provider signed in with) is "
+    "unavailable; retry after Retry-After",
 }
 
 
@@ -126,7 +128,9 @@ def _responses(ep: Endpoint, has_path_vars: bool) -> dict[str, Any]:
     declared = ep.responses or {200: None}
     for status, schema in sorted(declared.items()):
         entry: dict[str, Any] = {"description": _DESCRIPTIONS.get(status, "OK")}
-        if status != 204:
+        if 300 <= status < 400:
+            entry["headers"] = {"Location": {"schema": {"type": "string"}}}
+        elif status != 204:
             entry["content"] = _content(schema, ep.produces)
         out[str(status)] = entry
     errors: set[int] = set(ep.errors) | set(ANY_ERRORS)
@@ -155,6 +159,8 @@ def _query_value(converter: Any, field: fields.Field) -> dict[str, Any]:
     prop.pop("nullable", None)
     if prop.get("default", "") is None:
         del prop["default"]
+    if "enum" in prop:  # (apispec lists None among the choices of a nullable field)
+        prop["enum"] = [choice for choice in prop["enum"] if choice is not None]
     return prop
 
 

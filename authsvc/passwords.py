@@ -44,11 +44,13 @@ class PasswordHasher:
         return digest.decode()
 
     async def verify(self, password: str, hashed: str | None) -> bool:
-        """Constant work whatever the input: an unknown account (hashed=None) or an
-        over-long password still runs one bcrypt check of the configured cost."""
+        """Constant work whatever the input: an unknown account (hashed=None), an
+        account without a password (hashed="": a guest, a sign-in through a provider) or
+        an over-long password still runs one bcrypt check of the configured cost, and
+        only a real stored hash can match (never the dummy's own password)."""
         pw = password.encode()
         target = hashed.encode() if hashed else await self._dummy_hash()
-        ok_input = hashed is not None and len(pw) <= MAX_PASSWORD_BYTES
+        ok_input = bool(hashed) and len(pw) <= MAX_PASSWORD_BYTES
         try:
             matched = await self._run(self._checkpw, pw[:MAX_PASSWORD_BYTES], target)
         except ValueError:  # a corrupt stored hash: never a match

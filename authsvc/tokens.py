@@ -79,7 +79,8 @@ class TokenService:
         now = int(self._clock()) if iat is None else iat
         claims = {
             "sub": subject,
-            "preferred_username": username,
+            # An account without a username (a guest) has no preferred_username.
+            **({"preferred_username": username} if username else {}),
             "iss": self.issuer,
             "aud": self.audience,
             "iat": now,

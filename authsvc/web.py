@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
-from .auth import Authenticator
+from .auth import LOCAL, Authenticator
 from .errors import Code, DomainError, InvalidToken
 
 log = logging.getLogger("authsvc.web")
@@ -56,6 +56,22 @@ STATUS: dict[Code, int] = {
     Code.CHARACTER_LIMIT: 409,
     Code.METHOD_NOT_ALLOWED: 405,
     Code.STORE_UNAVAILABLE: 503,
+    Code.SECRETS_KEY_MISSING: 409,
+    Code.PROVIDER_UNAVAILABLE: 503,
+    Code.INVALID_OIDC_STATE: 401,
+    Code.INVALID_OIDC_CODE: 401,
+    Code.REDIRECT_NOT_ALLOWED: 403,
+    Code.INVALID_ID_TOKEN: 401,
+    Code.PROVIDER_DENIED: 401,
+    Code.ACCOUNT_EXISTS: 409,
+    Code.IDENTITY_NOT_LINKED: 403,
+    Code.IDENTITY_LINKED_ELSEWHERE: 409,
+    Code.PROVIDER_ALREADY_LINKED: 409,
+    Code.IDENTITY_TAKEN: 409,
+    Code.LAST_SIGN_IN_METHOD: 409,
+    Code.INVALID_EXCHANGE_CODE: 401,
+    Code.CREDENTIALS_EXIST: 409,
+    Code.NO_PASSWORD: 409,
     Code.INTERNAL: 500,
 }
 
@@ -380,10 +396,16 @@ def _wrap(ep: Endpoint) -> Handler:
         if auth:
             principal = await request.app[AUTHENTICATOR].authenticate(request.headers)
             # Revocation (a logged-out session, a disabled account) holds on every
-            # route: `guarded` routes check it inside their own store script, in the
-            # same round trip; the others pay one extra round trip here.
-            if not guarded and principal.sid and not await request.app[LIVENESS](principal):
-                raise InvalidToken("the session behind this token has ended")
+            # route: `guarded` routes check a local caller inside their own store
+            # script, in the same round trip; the others pay one extra round trip here,
+            # and so does every external (Keycloak) user, whom an administrator may have
+            # disabled. (An API key's own step checks its owner.)
+            if (
+                (principal.kind != LOCAL or (principal.sid and not guarded))
+                and principal.api_key_id is None
+                and not await request.app[LIVENESS](principal)
+            ):
+                raise InvalidToken("the session or user behind this token is no longer active")
             await request.app[AUTHORIZER].require(principal, permission)
             kw["principal"] = principal
         if body_schema is not None:

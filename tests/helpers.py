@@ -54,6 +54,18 @@ async def error_of(resp) -> dict:
     return body["error"]
 
 
+def assert_edge_headers(resp, *, cache: str | None = "no-store") -> None:
+    """What every answer carries at the edge: nosniff, a Server without versions, and
+    (unless `cache` is None) that Cache-Control."""
+    where = f"{resp.method} {resp.url.path} -> {resp.status}"
+    assert resp.headers.get("X-Content-Type-Options") == "nosniff", where
+    server = resp.headers.get("Server", "")
+    assert "aiohttp" not in server and "Python" not in server, (where, server)
+    assert not any(ch.isdigit() for ch in server), (where, server)
+    if cache is not None:
+        assert resp.headers.get("Cache-Control") == cache, (where, resp.headers)
+
+
 async def data_keys(store) -> list[str]:
     """The keys that hold data, by shape (ids replaced by '*'), sorted: not counting the
     audit stream and rate-limit counters, which every request may touch."""
@@ -119,6 +131,12 @@ def service_env(store_url: str, **extra: str) -> dict[str, str]:
         "LOGIN_IP_MAX_FAILURES": "1000000",
         "MAIL_IP_LIMIT": "1000000",
         "APIKEY_RATE_LIMIT": "1000000",
+        "DEVICE_IP_LIMIT": "1000000",
+        "OIDC_AUTHORIZE_IP_LIMIT": "1000000",
+        # OIDC providers can be stored (their client secrets sealed); a provider that does
+        # not answer costs half a second, not three.
+        "SECRETS_KEY": "k" * 43,
+        "OIDC_HTTP_TIMEOUT": "0.5",
         "LOG_LEVEL": "WARNING",
         **extra,
     }

@@ -171,3 +171,33 @@ async def test_a_removal_waits_for_the_lease(http, store):
         await lease.__aexit__(None, None, None)
     assert (await task).status == 200
     assert await store.get("rbac:superuser_lease") is None
+
+
+async def test_a_guest_account_is_guarded_like_any_account(http):
+    """A game client's guest account (made by POST /api/v1/auth/device, no password)
+    that holds `*` cannot delete itself, nor be disabled or deleted, as the last holder."""
+    a_id, a = await account(http, roles=("admin", "user"))
+    _, m = await user_manager(http, a)
+    resp = await http.post("/api/v1/auth/device", json={"device_id": "guard-device-0123456789"})
+    assert resp.status == 200, await resp.text()
+    g = bearer((await resp.json())["access_token"])
+    g_id = str((await (await http.get("/api/v1/users/me", headers=g)).json())["id"])
+    resp = await http.post(f"/api/v1/admin/users/{g_id}/roles", json={"role": "admin"}, headers=a)
+    assert resp.status == 200
+    guest = f"/api/v1/admin/users/{g_id}"
+    await refused(await http.post(f"{guest}/disable", headers=g), "self_lockout")
+    await refused(await http.delete(guest, headers=g), "self_lockout")
+    assert (await http.delete(f"/api/v1/admin/users/{a_id}/roles/admin", headers=g)).status == 204
+    await refused(await http.delete("/api/v1/users/me", headers=g), "last_admin")
+    await refused(await http.delete(guest, headers=m), "last_admin")
+    await refused(await http.patch(guest, json={"is_active": False}, headers=m), "last_admin")
+    await refused(await http.post(f"{guest}/disable", headers=m), "last_admin")
+    assert await holds_star(http, g_id)
+    # Once someone else holds `*`, the guest may go.
+    resp = await http.post(f"/api/v1/admin/users/{a_id}/roles", json={"role": "admin"}, headers=g)
+    assert resp.status == 200
+    assert (await http.delete("/api/v1/users/me", headers=g)).status == 204
+    again = await http.post("/api/v1/auth/device", json={"device_id": "guard-device-0123456789"})
+    assert again.status == 200  # the device's claim was released: a fresh guest
+    fresh = bearer((await again.json())["access_token"])
+    assert (await (await http.get("/api/v1/users/me", headers=fresh)).json())["id"] != int(g_id)

@@ -17,22 +17,19 @@ from authsvc.logs import JsonFormatter
 from authsvc.serving import AppRunner
 
 from .conftest import SECRET, make_settings
-from .helpers import new_user, register, serve, service_env, user_with_token
+from .helpers import (
+    assert_edge_headers,
+    new_user,
+    register,
+    serve,
+    service_env,
+    user_with_token,
+)
 from .redis_proc import free_port
 
 
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
-
-
-def assert_edge_headers(resp, *, cache: str | None = "no-store") -> None:
-    where = f"{resp.method} {resp.url.path} -> {resp.status}"
-    assert resp.headers.get("X-Content-Type-Options") == "nosniff", where
-    server = resp.headers.get("Server", "")
-    assert "aiohttp" not in server and "Python" not in server, (where, server)
-    assert not any(ch.isdigit() for ch in server), (where, server)
-    if cache is not None:
-        assert resp.headers.get("Cache-Control") == cache, (where, resp.headers)
 
 
 async def test_every_answer_has_nosniff_no_version_and_no_store(http):

@@ -129,3 +129,14 @@ async def test_registration_hash_uses_configured_cost(http, store):
     assert stored.startswith("$2b$04$") and bcrypt.checkpw(
         user["password"].encode(), stored.encode()
     )
+
+
+async def test_an_account_without_a_password_never_matches():
+    """A guest or provider-made account stores no hash (""): checked against the dummy
+    hash like an unknown account, and never a match, the dummy's own password included."""
+    check = CountingCheck()
+    hasher = PasswordHasher(cost=4, threads=1, checkpw=check)
+    for stored in ("", None):
+        assert await hasher.verify("authsvc-dummy-password", stored) is False
+        assert await hasher.verify("anything at all", stored) is False
+    assert check.calls == 4  # one bcrypt check each: the same work as a wrong password

@@ -21,7 +21,7 @@ import time
 from ..audit import Audit
 from ..auth import Principal
 from ..clock import Clock, to_ms
-from ..errors import Code, DomainError, InvalidToken, NotFound
+from ..errors import Code, Conflict, DomainError, InvalidToken, NotFound
 from ..mail import MailQueue, Message
 from ..passwords import PasswordHasher
 from ..store import keys
@@ -95,6 +95,22 @@ class LifecycleService:
             username=username, email=email, password=password, ip=ip
         )
         await self.send_verification(account["id"], email)
+        return account
+
+    async def set_credentials(
+        self, principal: Principal, *, username: str, email: str, password: str, ip: str | None
+    ) -> dict:
+        """An account without a password gains username, email and password (see
+        AccountService.set_credentials); a new email gets its verification message.
+        It claims a username and an email as registration does, so it counts against
+        registration's per-address limit too: otherwise a guest (free to make) could
+        test addresses for `email_taken` at any rate."""
+        await self._limiter.hit_ip("register", self._register_ip_limit, ip)
+        account = await self._accounts.set_credentials(
+            principal, username=username, email=email, password=password, ip=ip
+        )
+        if not account["email_verified"]:
+            await self.send_verification(account["id"], email)
         return account
 
     # -- email verification -----------------------------------------------------------
@@ -214,6 +230,11 @@ class LifecycleService:
         acc = await self._store.get_for_caller(principal.account_id, sid=principal.sid)
         if acc is None:
             raise InvalidToken("the account or session behind this token is gone")
+        if not acc.get("password"):
+            raise Conflict(
+                "this account has no password yet; set one with POST /api/v1/users/me/credentials",
+                code=Code.NO_PASSWORD,
+            )
         if not await self._hasher.verify(current, acc["password"]):
             raise DomainError(
                 "the current password is wrong",

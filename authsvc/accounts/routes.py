@@ -198,3 +198,23 @@ async def change_password(
         principal, body["current_password"], body["new_password"], ip=client_ip(request)
     )
     return json_response({"revoked": revoked})
+
+
+@api.route(
+    "POST",
+    "/api/v1/users/me/credentials",
+    summary="Give an account without a password (a guest, a provider sign-in) a username, "
+    "email and password; its id, characters and favorites stay",
+    tags=("users",),
+    body=schemas.RegisterRequest(),
+    responses={200: schemas.Account},
+    errors=(409, 429),  # 429: registration's per-address limit
+    permission="profile:write",
+)
+async def set_credentials(
+    request: web.Request, *, principal: Principal, body: dict
+) -> web.Response:
+    account = await request.app[SERVICES].lifecycle.set_credentials(
+        principal, **body, ip=client_ip(request)
+    )
+    return json_response(account, headers={"Cache-Control": "no-store"})

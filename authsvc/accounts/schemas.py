@@ -26,13 +26,16 @@ class LoginRequest(Schema):
 
 class Account(Schema):
     id = fields.Integer(required=True)
-    username = fields.String(required=True)
-    email = fields.String(required=True)
+    # null for an account that has none (a game client's guest, a sign-in through a
+    # provider that asserted none)
+    username = fields.String(required=True, allow_none=True)
+    email = fields.String(required=True, allow_none=True)
     created_at = Timestamp(required=True)
     updated_at = Timestamp()
     last_login_at = Timestamp(allow_none=True)
     is_active = fields.Boolean()
     email_verified = fields.Boolean()
+    credentials_set = fields.Boolean()
 
 
 class TokenResponse(Schema):

@@ -15,6 +15,7 @@ from ..normalize import email_lc, username_lc
 from ..passwords import PasswordHasher
 from ..store import keys
 from ..store.accounts import AccountStore, ClaimTaken, NewAccount, RegistrationAbandoned
+from ..store.records import Identity
 from ..store.users import UserStore
 from ..throttle import LoginThrottle
 
@@ -22,16 +23,19 @@ log = logging.getLogger("authsvc.accounts")
 
 
 def account_view(acc: dict[str, str]) -> dict:
-    """The public shape of an account: never the password hash."""
+    """The public shape of an account: never the password hash. An account may lack a
+    username and email (a guest of a game client, a sign-in through a provider that
+    asserted none): they are null, and `credentials_set` says whether a password is set."""
     return {
         "id": int(acc["id"]),
-        "username": acc["username"],
-        "email": acc["email"],
+        "username": acc.get("username") or None,
+        "email": acc.get("email") or None,
         "created_at": iso(acc["created_at"]),
         "updated_at": iso(acc.get("updated_at") or acc["created_at"]),
         "last_login_at": iso(acc.get("last_login_at")),
         "is_active": acc.get("is_active") == "1",
         "email_verified": acc.get("email_verified") == "1",
+        "credentials_set": bool(acc.get("password")),
     }
 
 
@@ -114,8 +118,105 @@ class AccountService:
                     "last_login_at": None,
                     "is_active": True,
                     "email_verified": email_verified,
+                    "credentials_set": True,
                 }
         raise DomainError("could not allocate an account id")
+
+    async def register_federated(
+        self,
+        *,
+        username: str,
+        email: str,
+        email_verified: bool,
+        identity: Identity,
+        roles: tuple[str, ...] | None = None,
+        ip: str | None = None,
+    ) -> str:
+        """A new account that signs in with `identity` (an OIDC identity, a device) and
+        no password; `username` and `email` may be empty. Returns its id. Conflict with
+        USERNAME_TAKEN, EMAIL_TAKEN or IDENTITY_TAKEN (a concurrent registration of the
+        same identity won)."""
+        for _ in range(3):  # a fresh id on the (2**-53-rare) id collision
+            now_ms = to_ms(self._clock())
+            acc = NewAccount(
+                id=new_id(),
+                username=username,
+                email=email,
+                username_lc=username_lc(username),
+                email_lc=email_lc(email),
+                password_hash="",
+                created_at_ms=now_ms,
+                roles=self._default_roles if roles is None else roles,
+                email_verified=email_verified and bool(email),
+                identity=identity,
+            )
+            try:
+                created = await self._store.create(acc, now_ms=now_ms)
+            except ClaimTaken as taken:
+                code = {
+                    "username": Code.USERNAME_TAKEN,
+                    "email": Code.EMAIL_TAKEN,
+                }.get(taken.field, Code.IDENTITY_TAKEN)
+                raise Conflict(f"that {taken.field} is already registered", code=code) from None
+            except RegistrationAbandoned:
+                raise Conflict("registration timed out; please retry") from None
+            if created:
+                log.info("account registered id=%s via %s", acc.id, identity.kind)
+                await self._audit.record(
+                    "register",
+                    user_id=acc.id,
+                    username=username,
+                    ip=ip,
+                    method=f"oidc:{identity.slug}" if identity.kind == "oidc" else identity.kind,
+                )
+                return str(acc.id)
+        raise DomainError("could not allocate an account id")
+
+    async def set_credentials(
+        self, principal: Principal, *, username: str, email: str, password: str, ip: str | None
+    ) -> dict:
+        """Give an account without a password (a guest, a sign-in through a provider) a
+        username, email and password, claimed as registration claims them; its id,
+        characters, favorites and identities stay. The email is unverified unless it is
+        the verified one the account had."""
+        acc = await self._store.get_for_caller(principal.account_id, sid=principal.sid)
+        if acc is None:
+            raise InvalidToken("the account or session behind this token is gone")
+        if acc.get("password"):
+            raise Conflict(
+                "this account has a password already; change it with "
+                "/api/v1/users/me/change-password",
+                code=Code.CREDENTIALS_EXIST,
+            )
+        password_hash = await self._hasher.hash(password)
+        keep_verified = acc.get("email_verified") == "1" and email_lc(
+            acc.get("email", "")
+        ) == email_lc(email)
+        try:
+            status = await self._store.set_credentials(
+                acc["id"],
+                sid=principal.sid,
+                old_username=acc.get("username", ""),
+                old_email=acc.get("email", ""),
+                username=username,
+                email=email,
+                password_hash=password_hash,
+                email_verified=keep_verified,
+                now_ms=to_ms(self._clock()),
+            )
+        except ClaimTaken as taken:
+            code = Code.USERNAME_TAKEN if taken.field == "username" else Code.EMAIL_TAKEN
+            raise Conflict(
+                f"that {taken.field} is already registered",
+                code=code,
+                fields={taken.field: [f"This {taken.field} is already taken."]},
+            ) from None
+        if status == "credentials_set":
+            raise Conflict("this account has a password already", code=Code.CREDENTIALS_EXIST)
+        if status != "ok":
+            raise Conflict("the account changed meanwhile; retry")
+        await self._audit.record("credentials_set", user_id=acc["id"], username=username, ip=ip)
+        return await self.me(principal.account_id, sid=principal.sid)
 
     async def authenticate(
         self, *, identifier: str, password: str, ip: str | None = None
@@ -180,10 +281,6 @@ class AccountService:
             "created_at": iso(user.get("created_at")),
             "updated_at": iso(user.get("updated_at")),
         }
-
-    async def forget_external(self, user_id: str) -> None:
-        """Delete an external user's own keys (record, roles, API key index, activity)."""
-        await self._users.delete(user_id)
 
     async def find_by_email(self, email: str) -> dict[str, str] | None:
         value = email_lc(email)

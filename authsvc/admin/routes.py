@@ -9,12 +9,12 @@ from ..accounts.schemas import Account
 from ..app_keys import SERVICES
 from ..auth import Principal
 from ..rbac.schemas import Permission, RoleName
-from ..schemas import Email, QueryInteger, StrictBoolean, Text, Username
+from ..schemas import Email, QueryInteger, StrictBoolean, Text, Timestamp, Username
 from ..web import Api, json_response, links
 
 api = Api()
 USERS = "/api/v1/admin/users"
-USER = USERS + "/{id:[0-9]{1,16}}"
+USER = USERS + "/{id:[0-9A-Za-z-]{1,64}}"  # a local account's id or a Keycloak user's sub
 ROLE_PATH = "{role:[a-z][a-z0-9_.-]{0,63}}"
 
 
@@ -27,6 +27,11 @@ class UserQuery(Page):
     # One index answers a page, so the filters exclude each other (the document says
     # so: at most one of them).
     exclusive = ("username", "email", "role")
+    kind = fields.String(
+        load_default=None,
+        validate=validate.OneOf(["local", "keycloak"]),
+        metadata={"description": "local accounts or Keycloak users only (default: both)"},
+    )
     username = fields.String(load_default=None, validate=validate.Length(min=1, max=50))
     email = fields.String(load_default=None, validate=validate.Length(min=1, max=254))
     role = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
@@ -44,12 +49,24 @@ class UserPatch(Schema):
     is_active = StrictBoolean()
 
 
-class AdminAccount(Account):
+class AdminUser(Account):
+    """A local account, or a Keycloak user (`id` its sub, `username` its display name;
+    no `email_verified`, `credentials_set` or last login)."""
+
+    id = fields.Raw(
+        required=True,
+        metadata={"oneOf": [{"type": "integer"}, {"type": "string"}]},
+    )
+    kind = fields.String(required=True, validate=validate.OneOf(["local", "keycloak"]))
+    created_at = Timestamp(required=True, allow_none=True)
+
+
+class AdminAccount(AdminUser):
     roles = fields.List(fields.String(), required=True)
 
 
 class AccountPage(Schema):
-    items = fields.List(fields.Nested(Account), required=True)
+    items = fields.List(fields.Nested(AdminUser), required=True)
     next_cursor = fields.String(allow_none=True, required=True)
 
 
@@ -133,7 +150,8 @@ class Stats(Schema):
 @api.route(
     "GET",
     USERS,
-    summary="List accounts (one filter: username or email prefix, or role)",
+    summary="List local accounts and Keycloak users (kind; one filter: username or email "
+    "prefix, or role)",
     tags=("admin",),
     query=UserQuery(),
     responses={200: AccountPage},
@@ -141,6 +159,7 @@ class Stats(Schema):
 )
 async def list_users(request: web.Request, *, principal: Principal, query: dict):
     page = await request.app[SERVICES].admin.list_users(
+        kind=query["kind"],
         username_prefix=query["username"],
         email_prefix=query["email"],
         role=query["role"],
@@ -153,7 +172,7 @@ async def list_users(request: web.Request, *, principal: Principal, query: dict)
 @api.route(
     "GET",
     USER,
-    summary="One account, with its roles",
+    summary="One account or Keycloak user, with its roles",
     tags=("admin",),
     responses={200: AdminAccount},
     permission="users:read",
@@ -165,11 +184,11 @@ async def get_user(request: web.Request, *, principal: Principal):
 @api.route(
     "PATCH",
     USER,
-    summary="Change username, email, verification or activity",
+    summary="Change username, email, verification or activity (a Keycloak user's activity)",
     tags=("admin",),
     body=UserPatch(),
     responses={200: AdminAccount},
-    errors=(409,),  # identity taken; the last-admin guard (disabling)
+    errors=(409,),  # identity taken; what Keycloak manages; the last-admin guard
     permission="users:write",
 )
 async def patch_user(request: web.Request, *, principal: Principal, body: dict):
@@ -182,7 +201,7 @@ async def patch_user(request: web.Request, *, principal: Principal, body: dict):
 @api.route(
     "DELETE",
     USER,
-    summary="Delete an account and everything it owns",
+    summary="Delete an account (or what is kept about a Keycloak user) and everything it owns",
     tags=("admin",),
     responses={204: None},
     errors=(409,),  # the last-admin guard
@@ -196,7 +215,7 @@ async def delete_user(request: web.Request, *, principal: Principal):
 @api.route(
     "POST",
     USER + "/disable",
-    summary="Disable: revokes every session at once",
+    summary="Disable: revokes every session (a Keycloak user's tokens) at once",
     tags=("admin",),
     responses={200: AdminAccount},
     errors=(409,),  # the last-admin guard

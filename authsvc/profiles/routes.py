@@ -45,7 +45,7 @@ class Me(Schema):
 
     id = fields.Raw(required=True)  # an integer (local account) or a UUID (Keycloak)
     kind = fields.String()
-    username = fields.String(required=True)
+    username = fields.String(required=True, allow_none=True)  # null: a guest has none
     display_name = fields.String()
     email = fields.String(allow_none=True)
     created_at = fields.String(allow_none=True)
@@ -53,6 +53,7 @@ class Me(Schema):
     last_login_at = fields.String(allow_none=True)
     is_active = fields.Boolean()
     email_verified = fields.Boolean()
+    credentials_set = fields.Boolean()  # a local account with a password
     profile = fields.Nested(Profile, required=True)
 
 

@@ -174,22 +174,8 @@ class ProfileService:
             await self._admin.delete_user(principal.user_id, actor=None)
             return
         async with self._admin.guard.removing(principal.user_id, actor=None):
-            await self._forget_external(principal)
-
-    async def _forget_external(self, principal: Principal) -> None:
-        uid = principal.user_id
-        for purge in self._admin.purgers:
-            await purge(uid)
-        for key in await self._api_keys.list(principal):
-            await self._api_keys.revoke(principal, key["id"])
-        await self._audit.flush()
-        for role in await self._rbac.user_roles(uid):
-            await self._rbac.revoke(uid, role)
-        await self._accounts.forget_external(uid)
-        await self._audit.record(
-            "account_deleted",
-            user_id=uid,
-            username=principal.username,
-            personal=False,
-            deleted_user=uid,
-        )
+            for key in await self._api_keys.list(principal):
+                await self._api_keys.revoke(principal, key["id"])
+            await self._admin.forget_external(
+                principal.user_id, actor=None, username=principal.username
+            )

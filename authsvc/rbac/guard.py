@@ -1,12 +1,15 @@
 """The last-admin guard: someone can always do everything.
 
-A user *holds `*`* when they can act (an active local account, or an external user) and
-the roles granted to them in the store expand to `*`. Every change that could take `*`
-from someone runs through here: disabling or deleting an account (by an administrator,
-or by its owner), removing a role from a user, and redefining a role. Each is refused
-with 409 when it would leave no one holding `*` (`last_admin`); an administrator also
-cannot disable or delete their own account through the admin routes, nor remove a role
-granting `*` from themselves (`self_lockout`): another administrator must.
+A user *holds `*`* when they can act (an active local account, guests and accounts made
+by an OIDC provider included, or an external user no administrator disabled) and the
+roles granted to them in the store expand to `*`. Every change that could take `*` from
+someone runs through here: disabling or deleting an account or a Keycloak user (by an
+administrator, or by its owner), removing a role from a user (by an administrator, or by
+an OIDC provider's role mapping at sign-in: authsvc.federation), and redefining a role.
+Each is refused with 409 when it would leave no one holding `*` (`last_admin`; the role
+sync keeps the role instead); an administrator also cannot disable or delete their own
+account through the admin routes, nor remove a role granting `*` from themselves
+(`self_lockout`): another administrator must.
 
 Race safety: the check and the change run while holding the store's superuser lease,
 so two administrators removing each other at once are serialized, and the second sees

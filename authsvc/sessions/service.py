@@ -85,7 +85,24 @@ class SessionService:
         device_name: str | None = None,
     ) -> LoginResult:
         acc = await self._accounts.authenticate(identifier=identifier, password=password, ip=ip)
-        aid = acc["id"]
+        return await self.open(
+            acc["id"], acc["username"], ip=ip, user_agent=user_agent, device_name=device_name
+        )
+
+    async def open(
+        self,
+        account_id: str,
+        username: str,
+        *,
+        ip: str | None = None,
+        user_agent: str = "",
+        device_name: str | None = None,
+        method: str = "password",
+    ) -> LoginResult:
+        """A new session for an account whose owner has just proven who they are (a
+        password, a provider's ID token, a device): the `/login` answer. `method` is
+        audited ("password", "oidc:<slug>", "device")."""
+        aid = str(account_id)
         sid = secrets.token_urlsafe(12)
         refresh = f"{aid}.{secrets.token_urlsafe(32)}"
         now_ms = to_ms(self._clock())
@@ -106,16 +123,17 @@ class SessionService:
             ttl_ms=self._refresh_ttl * 1000,
             max_sessions=self._max_sessions,
         )
-        if evicted is None:  # disabled or deleted between the password check and now
+        if evicted is None:  # disabled or deleted between the proof and now
             raise InvalidToken("the account is gone or disabled", code=Code.INVALID_CREDENTIALS)
         for old in evicted:
             await self._audit.record(
-                "session_evicted", user_id=aid, username=acc["username"], ip=ip, session_id=old
+                "session_evicted", user_id=aid, username=username, ip=ip, session_id=old
             )
+        extra = {} if method == "password" else {"method": method}
         await self._audit.record(
-            "login_success", user_id=aid, username=acc["username"], ip=ip, session_id=sid
+            "login_success", user_id=aid, username=username, ip=ip, session_id=sid, **extra
         )
-        access = self._tokens.issue(subject=aid, username=acc["username"], extra={"sid": sid})
+        access = self._tokens.issue(subject=aid, username=username, extra={"sid": sid})
         return LoginResult(access, refresh, self._refresh_ttl, sid)
 
     async def refresh(self, refresh_token: str, *, ip: str | None = None) -> LoginResult:

@@ -25,9 +25,11 @@ import redis.asyncio as redis
 from .. import normalize
 from . import connection, keys
 from .connection import OUTAGE_ERRORS, LuaStep, guarded_lua_source, lua_source, store_call
+from .identities import entry_json
 from .lexindex import LexIndexes
+from .records import Identity
 
-PENDING_TIMEOUT_MS = 60_000
+PENDING_TIMEOUT_MS = keys.PENDING_TIMEOUT_MS
 
 
 class ClaimTaken(Exception):
@@ -42,6 +44,11 @@ class RegistrationAbandoned(Exception):
 
 @dataclass(frozen=True, slots=True)
 class NewAccount:
+    """An account to create. `username`, `email` and `password_hash` may be empty (a
+    guest, a sign-in through a provider): what is empty is not claimed, not listed and
+    matches no login. `identity` is linked in the same registration (its claim taken
+    like the username's)."""
+
     id: int
     username: str
     email: str
@@ -51,6 +58,7 @@ class NewAccount:
     created_at_ms: int
     roles: tuple[str, ...] = ()
     email_verified: bool = False
+    identity: Identity | None = None
 
 
 class AccountStore:
@@ -71,12 +79,20 @@ class AccountStore:
         self._verify_email = LuaStep(client, lua_source("email_verify", "_link"))
         self._delete = LuaStep(client, lua_source("account_delete", "_sessions"))
         self._set_identity = LuaStep(client, lua_source("account_set_identity"))
+        self._set_credentials = LuaStep(client, guarded_lua_source("account_set_credentials"))
+        self._identity_put = LuaStep(client, lua_source("identity_put"))
         self._lex = LexIndexes(client)
+
+    @staticmethod
+    def _slot_keys(aid: str) -> list[str]:
+        """The account hash and the keys of its slot deleted with it by the scripts that
+        delete a (pending) account."""
+        return [keys.account(aid), keys.account_identities(aid)]
 
     @store_call
     async def create(self, acc: NewAccount, *, now_ms: int) -> bool:
         """Runs the registration steps. False: the id is in use (pick another).
-        Raises ClaimTaken(field) when the username or email is taken."""
+        Raises ClaimTaken(field) when the username, email or identity is taken."""
         akey = keys.account(acc.id)
         aid = str(acc.id)
         fields = {
@@ -93,12 +109,31 @@ class AccountStore:
         flat = [x for kv in fields.items() for x in kv]
         if not await self._create_pending(keys=[akey], args=[" ".join(acc.roles), *flat]):
             return False
+        # The identity first: of concurrent first sign-ins of one identity, the losers
+        # fail on it (and sign in to the winner), not on its username or email.
+        wanted = [
+            ("username", keys.username_claim(acc.username_lc) if acc.username else None),
+            ("email", keys.email_claim(acc.email_lc) if acc.email else None),
+        ]
         claims: list[str] = []  # attempted: a claim's SET may land with its reply lost
         try:
-            for field, claim in (
-                ("username", keys.username_claim(acc.username_lc)),
-                ("email", keys.email_claim(acc.email_lc)),
-            ):
+            if acc.identity is not None:
+                ident = acc.identity
+                await self._identity_put(
+                    keys=[akey, keys.account_identities(aid), akey],
+                    args=[
+                        keys.identity_field(ident.kind, ident.digest),
+                        entry_json(ident),
+                        ident.slug,
+                        "1",
+                        "oidc:",
+                        now_ms,
+                    ],
+                )
+                wanted.insert(0, ("identity", keys.identity_claim(ident.kind, ident.digest)))
+            for field, claim in wanted:
+                if claim is None:
+                    continue
                 claims.append(claim)
                 await self._claim(claim, aid, field, now_ms=now_ms)
             if not await self._activate(keys=[akey]):
@@ -119,7 +154,8 @@ class AccountStore:
         state described above."""
         with contextlib.suppress(TimeoutError, *OUTAGE_ERRORS):
             async with asyncio.timeout(connection.COMMAND_TIMEOUT):
-                if not await self._delete_pending(keys=[akey]) and await self._r.exists(akey):
+                pending = await self._delete_pending(keys=self._slot_keys(aid))
+                if not pending and await self._r.exists(akey):
                     return
                 for claim in claims:
                     await self._claim_release(keys=[claim], args=[aid])
@@ -134,7 +170,7 @@ class AccountStore:
             if holder == aid:
                 return
             cutoff = now_ms - self._pending_timeout_ms
-            if await self._abandon(keys=[keys.account(holder)], args=[cutoff]):
+            if await self._abandon(keys=self._slot_keys(holder), args=[cutoff]):
                 if await self._claim_takeover(keys=[key], args=[holder, aid]):
                     return
                 continue
@@ -242,19 +278,25 @@ class AccountStore:
 
     @store_call
     async def delete(self, account_id: str) -> dict | None:
-        """Delete the account with everything in its slot, then its claims and index
-        entries (compare-and-delete: a claim already taken over is left alone). Returns
-        what was deleted (username, email, roles), or None."""
-        reply = await self._delete(keys=[keys.account(account_id)])
+        """Delete the account with everything in its slot, then its claims (username,
+        email, identities) and index entries (compare-and-delete: a claim already taken
+        over is left alone). Returns what was deleted (username, email, roles), or None."""
+        identities = [
+            name.split(":")
+            for name in await self._r.hkeys(keys.account_identities(account_id))
+            if name.count(":") == 1
+        ]
+        reply = await self._delete(keys=self._slot_keys(account_id))
         if not reply:
             return None
         username, email, created, *roles = reply
-        await self._claim_release(
-            keys=[keys.username_claim(normalize.username_lc(username))], args=[account_id]
-        )
-        await self._claim_release(
-            keys=[keys.email_claim(normalize.email_lc(email))], args=[account_id]
-        )
+        claims = [keys.identity_claim(kind, digest) for kind, digest in identities]
+        if username:
+            claims.append(keys.username_claim(normalize.username_lc(username)))
+        if email:
+            claims.append(keys.email_claim(normalize.email_lc(email)))
+        for claim in claims:
+            await self._claim_release(keys=[claim], args=[account_id])
         await self.unindex(
             account_id, normalize.username_lc(username), normalize.email_lc(email), int(created)
         )
@@ -267,10 +309,12 @@ class AccountStore:
         """Move a username or email: claim the new value (SET NX, stale takeover as at
         registration), compare-and-set the account, release the old claim. A crash in
         between leaves a claim that does not match the account: `resolve` ignores it and
-        `authsvc check --fix` releases it. Raises ClaimTaken or RegistrationAbandoned."""
+        `authsvc check --fix` releases it. Raises ClaimTaken or RegistrationAbandoned.
+        An empty `old` (an account without one yet) has no claim to release."""
         norm = normalize.normalizer(field)
         claim = keys.username_claim if field == "username" else keys.email_claim
-        new_claim, old_claim = claim(norm(new)), claim(norm(old))
+        new_claim = claim(norm(new))
+        old_claim = claim(norm(old)) if old else None
         if new_claim != old_claim:
             await self._claim(new_claim, account_id, field, now_ms=now_ms)
         if not await self._set_identity(
@@ -279,15 +323,78 @@ class AccountStore:
             if new_claim != old_claim:
                 await self._claim_release(keys=[new_claim], args=[account_id])
             raise RegistrationAbandoned()
-        if new_claim != old_claim:
+        if old_claim is not None and new_claim != old_claim:
             await self._claim_release(keys=[old_claim], args=[account_id])
         acc = await self._r.hgetall(keys.account(account_id))
+        await self._relist(account_id, field, old, acc.get(field, new))
+
+    async def _relist(self, account_id: str, field: str, old: str, current: str) -> None:
+        norm = normalize.normalizer(field)
         index = keys.USERS_BY_USERNAME if field == "username" else keys.USERS_BY_EMAIL
         sep = ":" if field == "username" else " "
-        stale, current = (
-            f"{norm(old)}{sep}{account_id}",
-            f"{norm(acc.get(field, new))}{sep}{account_id}",
-        )
-        if stale != current:  # in this order: a case-only change keeps its entry
+        stale = f"{norm(old)}{sep}{account_id}" if old else None
+        fresh = f"{norm(current)}{sep}{account_id}"
+        if stale is not None and stale != fresh:  # in this order: a case-only change keeps it
             await self._lex.remove(index, stale)
-        await self._lex.add(index, current)
+        await self._lex.add(index, fresh)
+
+    @store_call
+    async def set_credentials(
+        self,
+        account_id: str,
+        *,
+        sid: str,
+        old_username: str,
+        old_email: str,
+        username: str,
+        email: str,
+        password_hash: str,
+        email_verified: bool,
+        now_ms: int,
+    ) -> str:
+        """Give an account without a password its username, email and password at once:
+        claim the new username and email (as registration does), compare-and-set the
+        account (only while it still has no password and the values read), then release
+        the old claims and move the listing entries. Returns "ok", "credentials_set" or
+        "gone" (account or session not live, or changed meanwhile). Raises ClaimTaken."""
+        changes = []
+        for field, old, new in (("username", old_username, username), ("email", old_email, email)):
+            norm = normalize.normalizer(field)
+            claim = keys.username_claim if field == "username" else keys.email_claim
+            old_claim = claim(norm(old)) if old else None
+            new_claim = claim(norm(new))
+            changes.append((field, old, new, old_claim, new_claim))
+        taken: list[str] = []
+        try:
+            for field, _old, _new, old_claim, new_claim in changes:
+                if new_claim != old_claim:
+                    taken.append(new_claim)
+                    await self._claim(new_claim, account_id, field, now_ms=now_ms)
+            reply = await self._set_credentials(
+                keys=[keys.account(account_id)],
+                args=[
+                    sid,
+                    old_username,
+                    old_email,
+                    username,
+                    email,
+                    password_hash,
+                    "1" if email_verified else "0",
+                    now_ms,
+                ],
+            )
+        except BaseException:
+            for claim in taken:
+                with contextlib.suppress(TimeoutError, *OUTAGE_ERRORS):
+                    await self._claim_release(keys=[claim], args=[account_id])
+            raise
+        status = reply[0] if isinstance(reply, list) else reply
+        if status != "ok":
+            for claim in taken:
+                await self._claim_release(keys=[claim], args=[account_id])
+            return "gone" if status == "unauthenticated" else status
+        for field, old, new, old_claim, new_claim in changes:
+            if old_claim is not None and old_claim != new_claim:
+                await self._claim_release(keys=[old_claim], args=[account_id])
+            await self._relist(account_id, field, old, new)
+        return "ok"

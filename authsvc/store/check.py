@@ -110,7 +110,8 @@ async def check(
             if pending == "1" and created is not None and int(created) < cutoff:
                 report.add(f"abandoned registration {key}")
                 if fix:
-                    report.fixed += int(await abandon(keys=[key], args=[cutoff]))
+                    ident = keys.account_identities(keys.account_id_of(key))
+                    report.fixed += int(await abandon(keys=[key, ident], args=[cutoff]))
             elif pending != "1" and created is not None:
                 aid = keys.account_id_of(key)
                 await _check_claimed(client, report, fix, aid, username or "", email or "")
@@ -123,6 +124,12 @@ async def check(
 
     report.start("followers")
     await _check_followers(client, report, fix, batch)
+
+    report.start("identities")
+    await _check_identities(client, report, fix, batch, now_ms)
+
+    report.start("keycloak users")
+    await _check_external_listing(client, lex, report, fix, batch)
 
     report.start("rate-limit counters")
     await _check_counters(client, report, fix, batch)
@@ -209,7 +216,16 @@ async def _check_claimed(
     cannot log in, and another registration can take its name. (A registration's
     clean-up once released the claims of an account whose activation had landed.)
     The repair re-takes a free claim (SET NX); one another account holds is reported."""
-    claims = (keys.username_claim(username_lc(username)), keys.email_claim(email_lc(email)))
+    claims = tuple(
+        claim
+        for claim, value in (
+            (keys.username_claim(username_lc(username)), username),
+            (keys.email_claim(email_lc(email)), email),
+        )
+        if value  # an account without a username or email (a guest) claims none
+    )
+    if not claims:
+        return
     pipe = client.pipeline(transaction=False)
     for claim in claims:  # two slots: not MGET
         pipe.get(claim)
@@ -271,8 +287,8 @@ async def _check_indexes(
                 members, await pipe.execute(), strict=True
             ):
                 aid = keys.listed_account(index, member)
-                if created and username and email:
-                    lc = (username_lc(username), email_lc(email))
+                if created:
+                    lc = (username_lc(username or ""), email_lc(email or ""))
                     if (index, member) in keys.listing_entries(aid, *lc, int(created)):
                         continue
                 stale.append(member)
@@ -344,3 +360,100 @@ async def _check_followers(client: redis.Redis, report: Report, fix: bool, size:
                     report.add(f"{fans} lists {fan}, who does not follow {target}")
                     if fix and await client.zscore(keys.following(fan), target) is None:
                         report.fixed += await client.zrem(fans, fan)
+
+
+async def _check_identities(
+    client: redis.Redis, report: Report, fix: bool, size: int, now_ms: int
+) -> None:
+    """Identity claims (OIDC identities, devices) against the accounts' identities
+    hashes, both ways. A claim is stale when its account is gone, a dead registration,
+    or no longer holds the identity (unlinked, or a crash between the two steps of a
+    link); the fix releases it (compare-and-delete). An identities hash whose account is
+    gone is dropped, its claims released. A live account's identity whose claim is free
+    takes it again (SET NX); one held by another account is reported."""
+    held = client.register_script(lua_source("identity_held"))
+    release = client.register_script(lua_source("claim_release"))
+    drop = client.register_script(lua_source("identities_drop_orphan"))
+    cutoff = now_ms - PENDING_TIMEOUT_MS
+    async for claims in _batches(client, keys.IDENTITY_CLAIM_GLOB, size):
+        report.scanned += len(claims)
+        pipe = client.pipeline(transaction=False)
+        for claim in claims:
+            pipe.get(claim)
+        for claim, holder in zip(claims, await pipe.execute(), strict=True):
+            if holder is None:
+                continue
+            _, kind, digest = claim.split(":", 2)
+            field = keys.identity_field(kind, digest)
+            ident_keys = [keys.account(holder), keys.account_identities(holder)]
+            if await held(keys=ident_keys, args=[field, cutoff]):
+                continue
+            report.add(f"stale claim {claim} -> account {holder}")
+            if fix:
+                report.fixed += int(await release(keys=[claim], args=[holder]))
+    async for hashes in _batches(client, keys.IDENTITIES_GLOB, size):
+        report.scanned += len(hashes)
+        for ident_hash in hashes:
+            aid = keys.account_id_of(ident_hash)
+            entries = [n for n in await client.hkeys(ident_hash) if n.count(":") == 1]
+            claims = [keys.identity_claim(*name.split(":", 1)) for name in entries]
+            if not await client.exists(keys.account(aid)):
+                report.add(f"{ident_hash} belongs to no account")
+                if fix:
+                    for claim in claims:
+                        await release(keys=[claim], args=[aid])
+                    report.fixed += int(await drop(keys=[keys.account(aid), ident_hash]))
+                continue
+            pending, _ = await client.hmget(keys.account(aid), "pending", "created_at")
+            if pending == "1":
+                continue  # a registration in flight (or dead: the check above drops it)
+            pipe = client.pipeline(transaction=False)
+            for claim in claims:
+                pipe.get(claim)
+            for claim, holder in zip(claims, await pipe.execute(), strict=True):
+                if holder == aid:
+                    continue
+                if holder is None:
+                    report.add(f"account {aid} does not hold its claim {claim}")
+                    if fix:
+                        report.fixed += int(bool(await client.set(claim, aid, nx=True)))
+                else:
+                    report.add(f"account {aid} lost its claim {claim} to account {holder}")
+
+
+async def _check_external_listing(
+    client: redis.Redis, lex: LexIndexes, report: Report, fix: bool, size: int
+) -> None:
+    """Every external (Keycloak) users record is in the admin listing index, and every
+    entry there names a record of that creation time."""
+    index = keys.USERS_EXTERNAL_BY_CREATED
+    async for records in _batches(client, keys.USER_RECORD_GLOB, size):
+        report.scanned += len(records)
+        pipe = client.pipeline(transaction=False)
+        for key in records:
+            pipe.hget(key, "created_at")
+        wanted = [
+            (index, keys.external_listing_entry(keys.account_id_of(key), int(created)))
+            for key, created in zip(records, await pipe.execute(), strict=True)
+            if created
+        ]
+        there = await lex.contains_each(wanted)
+        missing = [entry for entry, ok in zip(wanted, there, strict=True) if not ok]
+        for _, member in missing:
+            report.add(f"user {keys.listed_user(member)} missing from {keys.lex_directory(index)}")
+        if fix and missing:
+            report.fixed += sum(await lex.add_each(missing))
+    async for members in _pages(lex, index, size):
+        pipe = client.pipeline(transaction=False)
+        for member in members:
+            pipe.hget(keys.user_record(keys.listed_user(member)), "created_at")
+        stale = [
+            member
+            for member, created in zip(members, await pipe.execute(), strict=True)
+            if not created
+            or keys.external_listing_entry(keys.listed_user(member), int(created)) != member
+        ]
+        for member in stale:
+            report.add(f"{keys.lex_directory(index)} lists {member!r}, which names no such user")
+        if fix and stale:
+            report.fixed += await lex.remove(index, *stale)

@@ -7,6 +7,9 @@ single-key and keep the seed layout (`account:username:<name_lc>`)."""
 
 from __future__ import annotations
 
+# A claim naming an account that stayed pending this long is free: its registration died.
+PENDING_TIMEOUT_MS = 60_000
+
 # Glob patterns for `authsvc check`, which walks the layout with SCAN.
 USERNAME_CLAIM_GLOB = "account:username:*"
 EMAIL_CLAIM_GLOB = "account:email:*"
@@ -182,12 +185,34 @@ USERS_BY_EMAIL = "users:email"  # "<email_lc> <id>"
 def listing_entries(
     aid: str, username_lc: str, email_lc: str, created_ms: int
 ) -> tuple[tuple[str, str], ...]:
-    """(index, member): where a live account is listed."""
-    return (
-        (USERS_BY_CREATED, f"{created_ms:013d}:{aid}"),
-        (USERS_BY_USERNAME, f"{username_lc}:{aid}"),
-        (USERS_BY_EMAIL, f"{email_lc} {aid}"),
-    )
+    """(index, member): where a live account is listed. An account without a username
+    or email (a guest, a sign-in through a provider that asserted none) is listed by
+    creation only."""
+    entries = [(USERS_BY_CREATED, f"{created_ms:013d}:{aid}")]
+    if username_lc:
+        entries.append((USERS_BY_USERNAME, f"{username_lc}:{aid}"))
+    if email_lc:
+        entries.append((USERS_BY_EMAIL, f"{email_lc} {aid}"))
+    return tuple(entries)
+
+
+USERS_EXTERNAL_BY_CREATED = "users:external"
+"""Lex index of the external (Keycloak) users for the admin listing:
+"<created_ms:013d>:<sub>", newest last. Derived from the users records (`user:{sub}`):
+added when a record is created, removed with it; `authsvc check --fix` adds what is
+missing. Owner: admin."""
+
+
+def external_listing_entry(sub: str, created_ms: int) -> str:
+    return f"{created_ms:013d}:{sub}"
+
+
+def listed_user(member: str) -> str:
+    """The user id a member of a creation index (local or external) names."""
+    return member.split(":", 1)[1]
+
+
+USER_RECORD_GLOB = "user:{*}"  # the users records (not their `:roles`, `:profile`, ...)
 
 
 def listed_account(index: str, member: str) -> str:
@@ -263,3 +288,57 @@ def account_id_of(key: str) -> str | None:
     if start < 0 or end < 0:
         return None
     return key[start + 1 : end]
+
+
+# -- sign-in through OIDC providers and game devices (authsvc.federation, .devices) --------
+
+OIDC_PROVIDERS = "oidc:providers"
+"""hash: provider slug -> JSON of the provider (records.OidcProvider; its client secret
+sealed by authsvc.crypto, never in clear). Owner: federation. No TTL. One key, so a
+compare-and-set of one field changes a provider atomically on a cluster too."""
+
+
+def oidc_state(state_digest: str) -> str:
+    """string: JSON of a started sign-in (records.OidcState), by the SHA-256 (hex) of its
+    `state` parameter; TTL OIDC_STATE_TTL, set in the same command. Taken (read and
+    deleted in one script) by the callback. Owner: federation."""
+    return f"oidc:state:{state_digest}"
+
+
+def oidc_handoff(code_digest: str) -> str:
+    """string: JSON of a finished sign-in waiting for its app (records.Handoff), by the
+    SHA-256 (hex) of the single-use exchange code; TTL 60 s, set in the same command.
+    Owner: federation."""
+    return f"oidc:handoff:{code_digest}"
+
+
+IDENTITY_KINDS = ("oidc", "device")
+
+
+def identity_claim(kind: str, digest: str) -> str:
+    """string -> account id; SET NX, so one OIDC identity (kind "oidc": SHA-256 of issuer
+    and sub) or one game device (kind "device": SHA-256 of its id) signs in to one
+    account. The account's `account_identities` entry is the truth: a claim whose
+    account lacks the entry is stale (taken over; `authsvc check --fix` releases it).
+    Owner: account. No TTL."""
+    return f"identity:{kind}:{digest}"
+
+
+IDENTITY_CLAIM_GLOB = "identity:*"
+
+
+def account_identities(account_id: int | str) -> str:
+    """hash: the account's identities: `<kind>:<digest>` -> JSON (slug, issuer, sub or
+    device name, linked_at), `<kind>:<digest>:used` -> last sign-in (ms),
+    `<kind>:<digest>:roles` -> the local roles the provider asserted last. In the
+    account's slot, so one script checks the account and its identities together (the
+    last way to sign in is never removed). Owner: account. No TTL; deleted with it."""
+    return f"account:{{{account_id}}}:identities"
+
+
+IDENTITIES_GLOB = "account:{*}:identities"
+
+
+def identity_field(kind: str, digest: str) -> str:
+    """The field of `account_identities` holding one identity."""
+    return f"{kind}:{digest}"

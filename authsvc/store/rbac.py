@@ -64,8 +64,9 @@ class RbacStore:
 
     @store_call
     async def live_roles(self, user_id: str) -> set[str] | None:
-        """The roles of a user who can act now: an external user, or a local account that
-        exists, finished registering and is active. None for anyone else."""
+        """The roles of a user who can act now: an external user an administrator has not
+        disabled, or a local account that exists, finished registering and is active.
+        None for anyone else."""
         if keys.is_local(user_id):
             active, pending, roles = await self._r.hmget(
                 keys.account(user_id), "is_active", "pending", keys.ROLES_FIELD
@@ -73,7 +74,14 @@ class RbacStore:
             if active != "1" or pending == "1":
                 return None
             return set((roles or "").split())
-        return set(await self._r.smembers(keys.user_roles(user_id)))
+        # One slot ({sub}): the record's flag and the roles in one round trip.
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hget(keys.user_record(user_id), "is_active")
+        pipe.smembers(keys.user_roles(user_id))
+        active, roles = await pipe.execute()
+        if active == "0":  # (no record: not seen yet, live as UserStore.is_live says)
+            return None
+        return set(roles)
 
     @contextlib.asynccontextmanager
     async def superuser_lease(self, *, wait: float = 5.0) -> AsyncIterator[None]:

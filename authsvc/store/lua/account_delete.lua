@@ -1,4 +1,5 @@
--- KEYS[1] account hash `account:{A}`. Deletes the account and every key of its slot:
+-- KEYS[1] account hash `account:{A}`, then further keys of its slot to delete with it
+-- (its identities). Deletes the account and every key of its slot:
 -- characters, sessions and refresh tokens, API keys, known addresses, its
 -- activity index. Returns {username, email, created_at, role, ...}
 -- for the caller to release the claims and index entries (other slots), or {} when
@@ -24,4 +25,7 @@ for role in string.gmatch(acc[4] or '', '%S+') do
 end
 redis.call('DEL', KEYS[1], chars, sessions, apikeys,
            'account:' .. tag .. ':known_ips', 'user:' .. tag .. ':activity')
+for i = 2, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
 return out

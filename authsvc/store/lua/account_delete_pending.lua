@@ -1,6 +1,7 @@
--- KEYS[1] account hash. Deletes it only while it is pending: a failed registration.
+-- KEYS[1] account hash, then further keys of its slot (its identities). Deletes them
+-- only while the account is pending: a failed registration.
 if redis.call('HGET', KEYS[1], 'pending') == '1' then
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', unpack(KEYS))
   return 1
 end
 return 0

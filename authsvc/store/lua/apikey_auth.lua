@@ -22,8 +22,8 @@ if ARGV[3] == '1' then
   if st[1] ~= '1' or st[2] == '1' then
     return {'invalid'}
   end
-elseif redis.call('EXISTS', KEYS[2]) == 0 then
-  return {'invalid'}
+elseif redis.call('EXISTS', KEYS[2]) == 0 or redis.call('HGET', KEYS[2], 'is_active') == '0' then
+  return {'invalid'}  -- an external owner that is unknown or disabled
 end
 if f['last_used_at'] == nil or now - tonumber(f['last_used_at']) > 60000 then
   redis.call('HSET', KEYS[1], 'last_used_at', ARGV[2])
