@@ -22,7 +22,7 @@ def _settings(**overrides) -> Settings:
 
 
 def _logging(level: str, fmt: str = "json") -> None:
-    from .logs import configure
+    from .http.logs import configure
 
     configure(level, fmt)
 
@@ -46,8 +46,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     }
     settings = _settings(**overrides)  # a bad setting: one line, before any worker starts
     metrics_dir = None if args.worker_of is not None else _take_metrics_dir()
-    from . import workers  # imports prometheus_client (through the store layer)
-    from .embedded import StoreStartError
+    from .serve import workers
+    from .store.embedded import StoreStartError
 
     _logging(settings.log_level, settings.log_format)
     if args.worker_of is not None:
@@ -60,8 +60,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if metrics_dir:
             # One process answers every scrape from memory, process_* metrics included.
             log.info("one process: PROMETHEUS_MULTIPROC_DIR is not used")
-        from .app import create_app
-        from .serving import run_app
+        from .serve.app import create_app
+        from .serve.serving import run_app
 
         run_app(create_app(settings), host=settings.host, port=settings.port)
     except (workers.StartError, StoreStartError) as exc:
@@ -74,7 +74,7 @@ def cmd_store(args: argparse.Namespace) -> int:
     """Run the store in the foreground with keydb.conf (the Procfile's store line)."""
     from pathlib import Path
 
-    from .embedded import StoreStartError, config_dir, find_server_binary, prepare
+    from .store.embedded import StoreStartError, config_dir, find_server_binary, prepare
 
     config = Path(args.config).resolve()
     try:
@@ -177,12 +177,12 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
     import getpass
     import secrets
 
-    from .app import build_services
     from .errors import DomainError
-    from .mail import OutboxMailer
-    from .passwords import PasswordHasher
+    from .identity.passwords import PasswordHasher
+    from .identity.tokens import TokenService
+    from .platform.mail import OutboxMailer
+    from .serve.app import build_services
     from .store.connection import create_client
-    from .tokens import TokenService
 
     if sys.stdin.isatty():
         password = getpass.getpass("password: ")
@@ -194,7 +194,7 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
     # Tokens are not issued here: a throwaway secret stands in when none is set.
     settings = _settings(jwt_secret=os.environ.get("API_JWT_SECRET") or secrets.token_hex(32))
     from .accounts.schemas import RegisterRequest
-    from .web import flatten_messages
+    from .http.web import flatten_messages
 
     errors = RegisterRequest().validate(
         {"username": args.username, "email": args.email, "password": password}
@@ -242,9 +242,9 @@ def cmd_rotate_secrets_key(args: argparse.Namespace) -> int:
     live store: each record changes by compare-and-set."""
     import secrets
 
-    from .audit import Audit
-    from .crypto import SecretBox, SecretError
+    from .audit.service import Audit
     from .federation.providers import ProviderService
+    from .platform.crypto import SecretBox, SecretError
     from .store.connection import create_client
     from .store.federation import ProviderStore
 
@@ -285,7 +285,7 @@ def cmd_rotate_secrets_key(args: argparse.Namespace) -> int:
 
 def cmd_permissions(args: argparse.Namespace) -> int:
     """Print the route -> permission table (the README's is this output)."""
-    from .docs import permission_table
+    from .http.docs import permission_table
 
     print(permission_table())
     return 0

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit
 
-from . import crypto
+from .platform import crypto
 
 DEFAULT_KEYDB_URL = "redis://127.0.0.1:5556/0"
 MIN_SECRET_BYTES = 32

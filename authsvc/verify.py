@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from .errors import InvalidToken
-from .tokens import TokenService
+from .identity.tokens import TokenService
 
 __all__ = ["InvalidToken", "verify_token"]
 

@@ -27,14 +27,14 @@ from pathlib import Path
 import bcrypt
 import redis.asyncio as aredis
 
-from authsvc.app import build_services
-from authsvc.auth import LOCAL, Principal
 from authsvc.config import Settings
-from authsvc.mail import Message
-from authsvc.passwords import PasswordHasher
+from authsvc.identity.passwords import PasswordHasher
+from authsvc.identity.principal import LOCAL, Principal
+from authsvc.identity.tokens import TokenService
+from authsvc.platform.mail import Message
+from authsvc.serve.app import build_services
 from authsvc.store import keys
 from authsvc.store.connection import create_client
-from authsvc.tokens import TokenService
 from tests.redis_proc import RedisProcess
 
 WARM_UP = 200  # accounts made before the baseline is read (scripts, roles, first pages)

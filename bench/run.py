@@ -103,7 +103,7 @@ def stateless_token(user_id: str, username: str) -> str:
     """A valid token of the service without a session id: the stateless path."""
     import jwt
 
-    from authsvc.tokens import key_id
+    from authsvc.identity.tokens import key_id
 
     now = int(time.time())
     claims = {

@@ -6,8 +6,8 @@ import fakeredis
 import pytest
 import redis.asyncio as aredis
 
-from authsvc.app import create_app
 from authsvc.config import Settings
+from authsvc.serve.app import create_app
 from authsvc.store.connection import create_client
 
 from .oidc_provider import OidcProvider

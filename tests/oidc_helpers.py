@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from authsvc.app_keys import SERVICES
+from authsvc.serve.appkeys import SERVICES
 
 from .helpers import login, new_user
 from .oidc_provider import FlowResult, run_code_flow

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from authsvc.app_keys import SERVICES, STORE
+from authsvc.serve.appkeys import SERVICES, STORE
 from authsvc.store.rbac import RbacStore
 
 from .helpers import error_of, login, new_user

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from authsvc.app_keys import SERVICES
+from authsvc.serve.appkeys import SERVICES
 from authsvc.store.check import check
 
 from .helpers import error_of, register

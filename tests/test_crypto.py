@@ -8,8 +8,8 @@ import secrets
 
 import pytest
 
-from authsvc import crypto
 from authsvc.config import ConfigError
+from authsvc.platform import crypto
 
 from .conftest import make_settings
 

@@ -13,7 +13,7 @@ import time
 import jwt
 import pytest
 
-from authsvc.app_keys import SERVICES
+from authsvc.serve.appkeys import SERVICES
 from authsvc.store.check import check
 
 from .helpers import error_of, register, user_with_token

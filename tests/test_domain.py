@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from authsvc.app import build_services
 from authsvc.errors import Code, Conflict, InvalidToken, LimitReached, NotFound, Unauthorized
-from authsvc.mail import OutboxMailer
-from authsvc.passwords import PasswordHasher
-from authsvc.tokens import TokenService
+from authsvc.identity.passwords import PasswordHasher
+from authsvc.identity.tokens import TokenService
+from authsvc.platform.mail import OutboxMailer
+from authsvc.serve.app import build_services
 
 from .conftest import SECRET, make_settings
 

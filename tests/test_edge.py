@@ -10,11 +10,11 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from authsvc.app import create_app
-from authsvc.app_keys import SERVICES
 from authsvc.config import Settings
-from authsvc.logs import JsonFormatter
-from authsvc.serving import AppRunner
+from authsvc.http.logs import JsonFormatter
+from authsvc.serve.app import create_app
+from authsvc.serve.appkeys import SERVICES
+from authsvc.serve.serving import AppRunner
 
 from .conftest import SECRET, make_settings
 from .helpers import (

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from authsvc.app_keys import SERVICES
+from authsvc.serve.appkeys import SERVICES
 
 from .helpers import compact_encoding, error_of, login, new_user, register
 from .keycloak_issuer import CLIENT, Issuer
@@ -181,7 +181,7 @@ async def test_only_the_user_manages_and_admins_list_with_a_scoped_role(fav_http
 
 
 def _actor():
-    from authsvc.auth import LOCAL, Principal
+    from authsvc.identity.principal import LOCAL, Principal
 
     return Principal(user_id="0", kind=LOCAL, username="test", exp=2**62)
 

@@ -13,15 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from authsvc.accounts.identities import IdentityAccounts
-from authsvc.crypto import SecretBox
 from authsvc.devices.service import DeviceService
 from authsvc.errors import Code, Conflict, DomainError
-from authsvc.federation.client import (
-    Discovery,
-    ProviderUnavailable,
-    at_hash,
-    choose_auth_method,
-)
+from authsvc.federation.client import Discovery, ProviderUnavailable, at_hash, choose_auth_method
 from authsvc.federation.providers import ProviderService
 from authsvc.federation.service import (
     SignInService,
@@ -30,6 +24,7 @@ from authsvc.federation.service import (
     verified_email,
 )
 from authsvc.federation.urls import allowed_redirect, secure_or_loopback
+from authsvc.platform.crypto import SecretBox
 from authsvc.store.records import Identity, LinkOutcome, OidcProvider, SignIn
 
 NOW = 1_800_000_000.0

@@ -12,8 +12,8 @@ import time
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from authsvc.app_keys import SERVICES
-from authsvc.web import AUTHENTICATOR
+from authsvc.http.web import AUTHENTICATOR
+from authsvc.serve.appkeys import SERVICES
 
 from .helpers import error_of
 from .keycloak_issuer import CLIENT, Issuer

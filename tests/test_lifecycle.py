@@ -15,9 +15,9 @@ import pytest
 import redis.asyncio as aredis
 from aiosmtpd.controller import Controller
 
-from authsvc import audit
-from authsvc.app_keys import SERVICES
-from authsvc.mail import MailQueue, Message, OutboxMailer, SmtpMailer
+from authsvc.audit import service as audit
+from authsvc.platform.mail import MailQueue, Message, OutboxMailer, SmtpMailer
+from authsvc.serve.appkeys import SERVICES
 
 from .helpers import compact_encoding, error_of, new_user, register
 from .redis_proc import free_port

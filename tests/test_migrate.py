@@ -10,7 +10,7 @@ import hashlib
 import re
 import time
 
-from authsvc.app_keys import SERVICES
+from authsvc.serve.appkeys import SERVICES
 from authsvc.store import keys
 from authsvc.store.migrate import migrate
 

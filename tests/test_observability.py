@@ -9,7 +9,7 @@ import logging
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from authsvc.logs import JsonFormatter, configure
+from authsvc.http.logs import JsonFormatter, configure
 from authsvc.store.connection import create_client
 
 from .helpers import error_of, login, new_user, register, user_with_token

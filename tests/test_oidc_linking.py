@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from authsvc.app_keys import SERVICES
+from authsvc.serve.appkeys import SERVICES
 from authsvc.store.check import check
 
 from .helpers import error_of, user_with_token

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
-from authsvc.app_keys import SERVICES
+from authsvc.serve.appkeys import SERVICES
 
 from .helpers import assert_edge_headers, data_keys, error_of, register, user_with_token
 from .oidc_helpers import (

@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from authsvc import crypto
-from authsvc.app_keys import SERVICES as SERVICES_KEY
-from authsvc.docs import permission_table
+from authsvc.http.docs import permission_table
+from authsvc.platform import crypto
+from authsvc.serve.appkeys import SERVICES as SERVICES_KEY
 
 from .helpers import error_of, register, user_with_token
 from .oidc_helpers import SECRETS_KEY, add_provider, make_admin, sign_in, sign_in_settings

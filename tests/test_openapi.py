@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from authsvc.app import ROUTES, openapi_document
-from authsvc.web import path_variables
+from authsvc.http.web import path_variables
+from authsvc.serve.app import ROUTES, openapi_document
 
 from .helpers import create_admin, serve, service_env
 
@@ -272,7 +272,7 @@ async def test_docs_page_and_its_files_load_from_this_service_only(http):
 
 
 def test_docs_come_from_the_installed_package():
-    from authsvc import apidocs
+    from authsvc.http import apidocs
 
     bundle = (apidocs.swagger_ui_dir() / "swagger-ui-bundle.js").read_bytes()
     assert b"SwaggerUIBundle" in bundle

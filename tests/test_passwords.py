@@ -8,7 +8,7 @@ import time
 
 import bcrypt
 
-from authsvc.passwords import PasswordHasher
+from authsvc.identity.passwords import PasswordHasher
 
 from .conftest import SECRET
 from .helpers import error_of, login, new_user, register

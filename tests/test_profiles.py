@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from authsvc.app_keys import SERVICES
+from authsvc.serve.appkeys import SERVICES
 from authsvc.store import keys
 from authsvc.store.check import check
 from authsvc.store.profiles import ProfileStore

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from authsvc.app_keys import SERVICES
-from authsvc.audit import Audit, AuditReader, activity_member
-from authsvc.docs import permission_table
+from authsvc.audit.service import Audit, AuditReader, activity_member
+from authsvc.http.docs import permission_table
+from authsvc.serve.appkeys import SERVICES
 from authsvc.store import keys
 from authsvc.store.lexindex import LexIndexes
 from authsvc.verify import InvalidToken, verify_token
@@ -320,7 +320,7 @@ async def test_api_key_lifecycle_scopes_and_owner_bound(http, store):
 
 
 def _actor():
-    from authsvc.auth import LOCAL, Principal
+    from authsvc.identity.principal import LOCAL, Principal
 
     return Principal(user_id="0", kind=LOCAL, username="test", exp=2**62)
 
@@ -409,7 +409,7 @@ async def test_introspection_of_valid_expired_revoked_and_garbage(make_client):
     now = int(time.time())
     import jwt as pyjwt
 
-    from authsvc.tokens import key_id
+    from authsvc.identity.tokens import key_id
 
     expired = pyjwt.encode(
         {
@@ -442,7 +442,7 @@ async def test_introspection_of_valid_expired_revoked_and_garbage(make_client):
 
 
 def test_local_verify_helper():
-    from authsvc.tokens import TokenService
+    from authsvc.identity.tokens import TokenService
 
     svc = TokenService(secret=SECRET, issuer="authsvc", audience="authsvc", ttl=60)
     token = svc.issue(subject="42", username="bob", extra={"sid": "s1"}).token

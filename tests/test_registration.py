@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from authsvc.normalize import email_lc
+from authsvc.platform.normalize import email_lc
 from authsvc.store import keys
 from authsvc.store.accounts import PENDING_TIMEOUT_MS, AccountStore, NewAccount
 from authsvc.store.check import check

@@ -6,7 +6,7 @@ import asyncio
 
 import jwt
 
-from authsvc.app_keys import SERVICES
+from authsvc.serve.appkeys import SERVICES
 
 from .helpers import data_keys, error_of, new_user, register
 

@@ -9,8 +9,8 @@ import time
 import pytest
 from redis.exceptions import DataError, ResponseError
 
-from authsvc.app import create_app
-from authsvc.audit import FLUSH_INTERVAL, Audit
+from authsvc.audit.service import FLUSH_INTERVAL, Audit
+from authsvc.serve.app import create_app
 from authsvc.store.connection import LuaStep, _Client, create_client
 
 from .conftest import make_settings

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aredis
 
-from authsvc import embedded
-from authsvc.app import create_app
 from authsvc.config import Settings
+from authsvc.serve.app import create_app
+from authsvc.store import embedded
 from authsvc.store.connection import create_client
 
 from .conftest import SECRET, make_settings

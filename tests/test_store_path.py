@@ -18,8 +18,8 @@ import pytest
 import redis
 import redis.asyncio as aredis
 
-from authsvc import embedded
 from authsvc.config import Settings
+from authsvc.store import embedded
 
 from .conftest import SECRET
 from .redis_proc import free_port, redis_server_bin

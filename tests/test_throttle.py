@@ -3,7 +3,7 @@ unknown accounts, counters in the store with TTLs."""
 
 from __future__ import annotations
 
-from authsvc.passwords import PasswordHasher
+from authsvc.identity.passwords import PasswordHasher
 
 from .helpers import error_of, new_user, register
 from .test_passwords import CountingCheck

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authsvc.config import ConfigError, Settings
-from authsvc.tokens import TokenService, key_id
+from authsvc.identity.tokens import TokenService, key_id
 
 from .conftest import SECRET
 from .helpers import data_keys, error_of, login, register, user_with_token

@@ -9,8 +9,8 @@ import asyncio
 import time
 from typing import Any, Protocol
 
-from ..clock import Clock, to_ms
 from ..errors import Code, Conflict, Forbidden, InvalidToken, NotFound
+from ..platform.clock import Clock, to_ms
 from ..store.records import Identity, LinkOutcome, SignIn
 
 

@@ -18,16 +18,16 @@ import re
 import secrets
 import time
 
-from ..audit import Audit
-from ..auth import Principal
-from ..clock import Clock, to_ms
+from ..audit.service import Audit
 from ..errors import Code, Conflict, DomainError, InvalidToken, NotFound
-from ..mail import MailQueue, Message
-from ..passwords import PasswordHasher
+from ..identity.passwords import PasswordHasher
+from ..identity.principal import Principal
+from ..identity.throttle import RequestLimiter
+from ..platform.clock import Clock, to_ms
+from ..platform.mail import MailQueue, Message
 from ..store import keys
 from ..store.accounts import AccountStore
 from ..store.sessions import SessionStore
-from ..throttle import RequestLimiter
 from .service import AccountService
 
 _LINK_RE = re.compile(r"^([1-9][0-9]{0,15})\.([A-Za-z0-9_-]{43})\Z")

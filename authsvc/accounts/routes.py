@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..app_keys import SERVICES
-from ..auth import Principal
 from ..favorites.kinds import KINDS
-from ..web import Api, Link, client_ip, json_response, links
+from ..http.web import Api, Link, client_ip, json_response, links
+from ..identity.principal import Principal
+from ..serve.appkeys import SERVICES
 from . import schemas
 
 api = Api()

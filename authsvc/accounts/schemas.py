@@ -1,6 +1,6 @@
 from marshmallow import Schema, fields, validate
 
-from ..schemas import Email, NewPassword, Text, Timestamp, Username
+from ..http.schemas import Email, NewPassword, Text, Timestamp, Username
 
 
 class RegisterRequest(Schema):

@@ -6,18 +6,18 @@ from __future__ import annotations
 import logging
 import time
 
-from ..audit import Audit
-from ..auth import Principal
-from ..clock import Clock, iso, to_ms
+from ..audit.service import Audit
 from ..errors import Code, Conflict, DomainError, Forbidden, InvalidToken, Unauthorized
-from ..ids import new_id
-from ..normalize import email_lc, username_lc
-from ..passwords import PasswordHasher
+from ..identity.passwords import PasswordHasher
+from ..identity.principal import Principal
+from ..identity.throttle import LoginThrottle
+from ..platform.clock import Clock, iso, to_ms
+from ..platform.ids import new_id
+from ..platform.normalize import email_lc, username_lc
 from ..store import keys
 from ..store.accounts import AccountStore, ClaimTaken, NewAccount, RegistrationAbandoned
 from ..store.records import Identity
 from ..store.users import UserStore
-from ..throttle import LoginThrottle
 
 log = logging.getLogger("authsvc.accounts")
 

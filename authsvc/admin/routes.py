@@ -6,11 +6,11 @@ from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ..accounts.schemas import Account
-from ..app_keys import SERVICES
-from ..auth import Principal
+from ..http.schemas import Email, QueryInteger, StrictBoolean, Text, Timestamp, Username
+from ..http.web import Api, json_response, links
+from ..identity.principal import Principal
 from ..rbac.schemas import Permission, RoleName
-from ..schemas import Email, QueryInteger, StrictBoolean, Text, Timestamp, Username
-from ..web import Api, json_response, links
+from ..serve.appkeys import SERVICES
 
 api = Api()
 USERS = "/api/v1/admin/users"

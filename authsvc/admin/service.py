@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable
 
 from ..accounts.lifecycle import LifecycleService
 from ..accounts.service import account_view
-from ..audit import Audit
-from ..auth import LOCAL, Principal
-from ..clock import Clock, iso, to_ms
+from ..audit.service import Audit
 from ..errors import Code, Conflict, NotFound, ValidationFailed
-from ..normalize import email_lc, username_lc
+from ..identity.principal import LOCAL, Principal
+from ..platform.clock import Clock, iso, to_ms
+from ..platform.normalize import email_lc, username_lc
 from ..rbac.guard import SuperuserGuard
 from ..store import keys
 from ..store.accounts import AccountStore, ClaimTaken, RegistrationAbandoned

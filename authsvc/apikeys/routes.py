@@ -5,12 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 from marshmallow import Schema, fields, validate
 
-from ..app_keys import SERVICES
-from ..auth import Principal
+from ..http.schemas import Text
+from ..http.web import Api, json_response, links, read_json
+from ..http.web import validate as validate_body
+from ..identity.principal import Principal
 from ..rbac.schemas import Permission
-from ..schemas import Text
-from ..web import Api, json_response, links, read_json
-from ..web import validate as validate_body
+from ..serve.appkeys import SERVICES
 
 api = Api()
 KEYS = "/api/v1/users/me/api-keys"

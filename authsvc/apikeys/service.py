@@ -13,15 +13,15 @@ import secrets
 import time
 from datetime import datetime
 
-from ..audit import Audit
-from ..auth import LOCAL, Principal
-from ..clock import LAST_MS, Clock, iso, to_ms
+from ..audit.service import Audit
 from ..errors import Code, DomainError, InvalidToken, NotFound, ValidationFailed
+from ..identity.principal import LOCAL, Principal
+from ..identity.throttle import RequestLimiter
+from ..platform.clock import LAST_MS, Clock, iso, to_ms
 from ..rbac.permissions import grants
 from ..rbac.service import PERMISSION, Authorizer
 from ..store import keys
 from ..store.apikeys import ApiKeyStore
-from ..throttle import RequestLimiter
 
 KEY_RE = re.compile(r"^ak\.([0-9]{1,16}|[0-9a-fA-F-]{36})\.([0-9a-f]{12})\.([A-Za-z0-9_-]{43})\Z")
 FAR_FUTURE = 2**62

@@ -8,10 +8,10 @@ import contextlib
 
 from aiohttp import web
 
-from ..app_keys import SERVICES
-from ..auth import Principal
 from ..errors import Code, NotFound, Unauthorized
-from ..web import Api, json_response, links
+from ..http.web import Api, json_response, links
+from ..identity.principal import Principal
+from ..serve.appkeys import SERVICES
 from . import schemas
 
 api = Api()

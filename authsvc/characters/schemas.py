@@ -1,6 +1,6 @@
 from marshmallow import Schema, fields
 
-from ..schemas import U32, Text, Timestamp
+from ..http.schemas import U32, Text, Timestamp
 
 NAME = {"min_len": 1, "max_len": 64}
 DESCRIPTION = {"max_len": 2000, "multiline": True}

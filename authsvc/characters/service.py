@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-from ..clock import Clock, iso, to_ms
 from ..errors import DomainError, InvalidToken, LimitReached, NotFound
-from ..ids import MAX_ID, new_id
+from ..platform.clock import Clock, iso, to_ms
+from ..platform.ids import MAX_ID, new_id
 from ..store.characters import (
     CharacterLimit,
     CharacterNotFound,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from ..schemas import Text, Timestamp
+from ..http.schemas import Text, Timestamp
 
 DEVICE_ID = fields.String(
     required=True,

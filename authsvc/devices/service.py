@@ -16,8 +16,8 @@ import time
 from typing import Any, Protocol
 
 from ..accounts.identities import IdentityAccounts
-from ..auth import Principal
-from ..clock import Clock, iso, to_ms
+from ..identity.principal import Principal
+from ..platform.clock import Clock, iso, to_ms
 from ..store.records import Identity
 
 

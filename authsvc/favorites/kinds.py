@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from marshmallow import fields, validate
 
-from ..schemas import Text
+from ..http.schemas import Text
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from __future__ import annotations
 from aiohttp import web
 from marshmallow import Schema, fields, validate
 
-from ..app_keys import SERVICES
-from ..auth import Principal
-from ..schemas import QueryInteger, example
-from ..web import Api, json_response, links
+from ..http.schemas import QueryInteger, example
+from ..http.web import Api, json_response, links
+from ..identity.principal import Principal
+from ..serve.appkeys import SERVICES
 from .kinds import KINDS, FavoriteKind
 from .service import CURSOR
 

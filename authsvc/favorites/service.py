@@ -7,11 +7,11 @@ import re
 import time
 import uuid as uuidlib
 
-from ..audit import Audit
-from ..auth import Principal
-from ..catalog import Catalog
-from ..clock import Clock, iso, to_ms
+from ..audit.service import Audit
 from ..errors import Code, DomainError, NotFound, ValidationFailed
+from ..identity.principal import Principal
+from ..platform.catalog import Catalog
+from ..platform.clock import Clock, iso, to_ms
 from ..store.favorites import FavoriteStore
 from .kinds import FavoriteKind
 

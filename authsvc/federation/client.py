@@ -36,8 +36,8 @@ import aiohttp
 import jwt
 from jwt import PyJWK
 
-from ..clock import Clock
-from ..metrics import OIDC_PROVIDER_REQUESTS
+from ..platform.clock import Clock
+from ..platform.metrics import OIDC_PROVIDER_REQUESTS
 from .urls import secure_or_loopback
 
 log = logging.getLogger("authsvc.federation")

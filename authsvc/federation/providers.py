@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
-from ..clock import Clock, iso, to_ms
-from ..crypto import SecretBox, SecretError
 from ..errors import Code, Conflict, NotFound
+from ..platform.clock import Clock, iso, to_ms
+from ..platform.crypto import SecretBox, SecretError
 from ..store.records import OidcProvider, RecordGone
 
 CALLBACK_PATH = "/api/v1/auth/oidc/{slug}/callback"

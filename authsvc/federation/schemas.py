@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from ..accounts.schemas import TokenResponse
-from ..schemas import StrictBoolean, Text, Timestamp
+from ..http.schemas import StrictBoolean, Text, Timestamp
 
 SLUG_RE = r"[a-z0-9][a-z0-9-]{0,31}"
 # https anywhere; plain http only on a loopback address (development, tests). The pattern

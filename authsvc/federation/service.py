@@ -47,16 +47,10 @@ from marshmallow import ValidationError
 from marshmallow import validate as mvalidate
 
 from ..accounts.identities import IdentityAccounts
-from ..auth import Principal
-from ..clock import Clock, iso, to_ms
-from ..crypto import SecretError
-from ..errors import (
-    Code,
-    Conflict,
-    DomainError,
-    Forbidden,
-    InvalidToken,
-)
+from ..errors import Code, Conflict, DomainError, Forbidden, InvalidToken
+from ..identity.principal import Principal
+from ..platform.clock import Clock, iso, to_ms
+from ..platform.crypto import SecretError
 from ..store.records import Handoff, Identity, OidcProvider, OidcState, SignIn
 from .client import Discovery, IdTokenRejected, ProviderUnavailable, TokenRefused
 from .providers import AuditPort, ProviderService

@@ -6,10 +6,10 @@ from __future__ import annotations
 from aiohttp import web
 from marshmallow import Schema, fields, validate
 
-from ..app_keys import SERVICES
-from ..auth import Principal
-from ..schemas import HttpUrl, QueryInteger, Text
-from ..web import Api, json_response, links, read_json
+from ..http.schemas import HttpUrl, QueryInteger, Text
+from ..http.web import Api, json_response, links, read_json
+from ..identity.principal import Principal
+from ..serve.appkeys import SERVICES
 from .service import CURSOR
 
 api = Api()

@@ -9,12 +9,12 @@ import time
 from ..accounts.service import AccountService
 from ..admin.service import AdminService
 from ..apikeys.service import ApiKeyService
-from ..audit import Audit, AuditReader
-from ..auth import LOCAL, Principal
+from ..audit.service import Audit, AuditReader
 from ..characters.service import CharacterService
-from ..clock import Clock, iso, to_ms
 from ..errors import Code, DomainError, NotFound, ValidationFailed
 from ..favorites.service import FavoriteService
+from ..identity.principal import LOCAL, Principal
+from ..platform.clock import Clock, iso, to_ms
 from ..store import keys
 from ..store.profiles import PreferencesTooLarge, ProfileStore
 from ..store.rbac import RbacStore

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from ..schemas import example
+from ..http.schemas import example
 from .service import PERMISSION, ROLE_NAME
 
 

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 
 import redis.asyncio as redis
 
-from ..audit import Audit
-from ..auth import LOCAL, Principal
-from ..clock import Clock
+from ..audit.service import Audit
 from ..errors import Code, Conflict, Forbidden, NotFound, ValidationFailed
+from ..identity.principal import LOCAL, Principal
+from ..platform.clock import Clock
 from ..store import keys
 from ..store.rbac import RbacStore
 from .guard import SuperuserGuard

@@ -7,10 +7,10 @@ from marshmallow import Schema
 
 from ..accounts import schemas
 from ..accounts.routes import LOGGED_IN, token_response
-from ..app_keys import SERVICES
-from ..auth import Principal
-from ..schemas import QueryBoolean
-from ..web import Api, client_ip, json_response, links
+from ..http.schemas import QueryBoolean
+from ..http.web import Api, client_ip, json_response, links
+from ..identity.principal import Principal
+from ..serve.appkeys import SERVICES
 
 api = Api()
 TAGS = ("sessions",)

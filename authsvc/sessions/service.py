@@ -20,12 +20,12 @@ import time
 from dataclasses import dataclass
 
 from ..accounts.service import AccountService
-from ..audit import Audit
-from ..auth import Principal
-from ..clock import Clock, iso, to_ms
+from ..audit.service import Audit
 from ..errors import Code, InvalidToken, NotFound
+from ..identity.principal import Principal
+from ..identity.tokens import IssuedToken, TokenService
+from ..platform.clock import Clock, iso, to_ms
 from ..store.sessions import SessionStore
-from ..tokens import IssuedToken, TokenService
 
 log = logging.getLogger("authsvc.sessions")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as redis
 
-from .. import normalize
+from ..platform import normalize
 from . import connection, keys
 from .connection import OUTAGE_ERRORS, LuaStep, guarded_lua_source, lua_source, store_call
 from .identities import entry_json

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import redis.asyncio as redis
 
-from ..normalize import email_lc, username_lc
+from ..platform.normalize import email_lc, username_lc
 from . import keys
 from .accounts import PENDING_TIMEOUT_MS
 from .connection import lua_source

@@ -24,7 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from ..errors import StoreUnavailable
-from ..metrics import STORE_ERRORS, STORE_SECONDS
+from ..platform.metrics import STORE_ERRORS, STORE_SECONDS
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -25,8 +25,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
-from . import __version__
-from .errors import Code
+from .. import __version__
+from ..errors import Code
 from .schemas import MaxBytes
 from .web import Api, Endpoint, path_variables
 

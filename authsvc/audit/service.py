@@ -18,10 +18,10 @@ import time
 
 import redis.asyncio as redis
 
-from .clock import Clock, iso
-from .metrics import count_event
-from .store import keys
-from .store.connection import OUTAGE_ERRORS
+from ..platform.clock import Clock, iso
+from ..platform.metrics import count_event
+from ..store import keys
+from ..store.connection import OUTAGE_ERRORS
 
 log = logging.getLogger("authsvc.audit")
 

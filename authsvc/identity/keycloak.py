@@ -31,9 +31,9 @@ import aiohttp
 import jwt
 from jwt import PyJWK
 
-from .auth import Principal
-from .clock import Clock
-from .errors import InvalidToken
+from ..errors import InvalidToken
+from ..platform.clock import Clock
+from .principal import Principal
 from .tokens import check_times
 
 log = logging.getLogger("authsvc.oidc")

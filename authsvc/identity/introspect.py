@@ -6,10 +6,10 @@ accepts them. Anything else is `{"active": false}`, with no reason given."""
 
 from __future__ import annotations
 
-from .auth import LOCAL, Authenticator
-from .errors import InvalidToken
-from .rbac.service import Authorizer
-from .store.accounts import AccountStore
+from ..errors import InvalidToken
+from ..rbac.service import Authorizer
+from ..store.accounts import AccountStore
+from .principal import LOCAL, Authenticator
 
 
 class Introspector:

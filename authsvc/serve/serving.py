@@ -21,9 +21,9 @@ from typing import Any
 from aiohttp import http_exceptions as hx
 from aiohttp import web
 
-from .errors import Code
-from .logs import REQUEST_ID, edge_headers, new_request_id
-from .web import error_response
+from ..errors import Code
+from ..http.logs import REQUEST_ID, edge_headers, new_request_id
+from ..http.web import error_response
 
 # What the client is told, by what aiohttp could not parse: never the offending bytes
 # (aiohttp's own message quotes them, and a header may hold a token).

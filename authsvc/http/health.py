@@ -12,11 +12,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
 
-from . import metrics
-from .app_keys import STORE
-from .errors import StoreUnavailable
-from .store import connection, keys
-from .store.connection import OUTAGE_ERRORS, ping
+from ..errors import StoreUnavailable
+from ..platform import metrics
+from ..serve.appkeys import STORE
+from ..store import connection, keys
+from ..store.connection import OUTAGE_ERRORS, ping
 from .web import Api, json_response
 
 log = logging.getLogger("authsvc.health")

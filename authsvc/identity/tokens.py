@@ -17,7 +17,7 @@ from typing import Any
 
 import jwt
 
-from .errors import InvalidToken
+from ..errors import InvalidToken
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]

@@ -13,16 +13,61 @@ import aiohttp
 import redis.asyncio as redis
 from aiohttp import web
 
-from . import apidocs, embedded, health, openapi
-from .accounts import routes as account_routes
-from .accounts.identities import IdentityAccounts
-from .accounts.lifecycle import LifecycleService
-from .accounts.service import AccountService
-from .admin import routes as admin_routes
-from .admin.service import AdminService
-from .apikeys import routes as apikey_routes
-from .apikeys.service import ApiKeyService
-from .app_keys import (
+from ..accounts import routes as account_routes
+from ..accounts.identities import IdentityAccounts
+from ..accounts.lifecycle import LifecycleService
+from ..accounts.service import AccountService
+from ..admin import routes as admin_routes
+from ..admin.service import AdminService
+from ..apikeys import routes as apikey_routes
+from ..apikeys.service import ApiKeyService
+from ..audit.service import Audit, AuditReader
+from ..characters import routes as character_routes
+from ..characters.service import CharacterService
+from ..config import Settings
+from ..devices import routes as device_routes
+from ..devices.service import DeviceService
+from ..favorites import routes as favorite_routes
+from ..favorites.kinds import KINDS
+from ..favorites.service import FavoriteService
+from ..federation import routes as federation_routes
+from ..federation.client import OidcClient
+from ..federation.providers import ProviderService
+from ..federation.service import SignInService
+from ..http import apidocs, health, openapi
+from ..http.logs import access_log_args, edge_middleware
+from ..http.web import AUTHENTICATOR, AUTHORIZER, LIVENESS, TRUSTED_PROXIES, dumps, error_middleware
+from ..identity.introspect import Introspector
+from ..identity.keycloak import KeycloakVerifier
+from ..identity.passwords import PasswordHasher
+from ..identity.principal import LOCAL, Authenticator, LocalVerifier, Principal
+from ..identity.throttle import LoginThrottle, RequestLimiter
+from ..identity.tokens import TokenService
+from ..platform.catalog import HttpCatalog, NoCatalog
+from ..platform.clock import Clock
+from ..platform.crypto import SecretBox
+from ..platform.mail import Mailer, MailQueue, OutboxMailer, SmtpMailer
+from ..profiles import routes as profile_routes
+from ..profiles.service import ProfileService
+from ..rbac.guard import SuperuserGuard
+from ..rbac.service import Authorizer, RoleService
+from ..sessions import routes as session_routes
+from ..sessions.service import SessionService
+from ..store import connection, embedded, keys
+from ..store.accounts import AccountStore
+from ..store.apikeys import ApiKeyStore
+from ..store.characters import CharacterStore
+from ..store.connection import OUTAGE_ERRORS, create_client
+from ..store.favorites import FavoriteStore
+from ..store.federation import FlowStore, ProviderStore
+from ..store.identities import IdentityStore
+from ..store.migrate import earlier_layout
+from ..store.profiles import ProfileStore
+from ..store.ratelimits import RateLimitStore
+from ..store.rbac import RbacStore
+from ..store.sessions import SessionStore
+from ..store.users import UserStore
+from .appkeys import (
     DEVICES,
     HASHER,
     HTTP,
@@ -34,51 +79,6 @@ from .app_keys import (
     STORE,
     Services,
 )
-from .audit import Audit, AuditReader
-from .auth import LOCAL, Authenticator, LocalVerifier, Principal
-from .catalog import HttpCatalog, NoCatalog
-from .characters import routes as character_routes
-from .characters.service import CharacterService
-from .clock import Clock
-from .config import Settings
-from .crypto import SecretBox
-from .devices import routes as device_routes
-from .devices.service import DeviceService
-from .favorites import routes as favorite_routes
-from .favorites.kinds import KINDS
-from .favorites.service import FavoriteService
-from .federation import routes as federation_routes
-from .federation.client import OidcClient
-from .federation.providers import ProviderService
-from .federation.service import SignInService
-from .introspect import Introspector
-from .logs import access_log_args, edge_middleware
-from .mail import Mailer, MailQueue, OutboxMailer, SmtpMailer
-from .oidc import KeycloakVerifier
-from .passwords import PasswordHasher
-from .profiles import routes as profile_routes
-from .profiles.service import ProfileService
-from .rbac.guard import SuperuserGuard
-from .rbac.service import Authorizer, RoleService
-from .sessions import routes as session_routes
-from .sessions.service import SessionService
-from .store import connection, keys
-from .store.accounts import AccountStore
-from .store.apikeys import ApiKeyStore
-from .store.characters import CharacterStore
-from .store.connection import OUTAGE_ERRORS, create_client
-from .store.favorites import FavoriteStore
-from .store.federation import FlowStore, ProviderStore
-from .store.identities import IdentityStore
-from .store.migrate import earlier_layout
-from .store.profiles import ProfileStore
-from .store.ratelimits import RateLimitStore
-from .store.rbac import RbacStore
-from .store.sessions import SessionStore
-from .store.users import UserStore
-from .throttle import LoginThrottle, RequestLimiter
-from .tokens import TokenService
-from .web import AUTHENTICATOR, AUTHORIZER, LIVENESS, TRUSTED_PROXIES, dumps, error_middleware
 
 log = logging.getLogger("authsvc")
 

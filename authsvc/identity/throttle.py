@@ -14,9 +14,9 @@ from __future__ import annotations
 import ipaddress
 import math
 
-from .errors import TooManyRequests
-from .store import keys
-from .store.ratelimits import RateLimitStore
+from ..errors import TooManyRequests
+from ..store import keys
+from ..store.ratelimits import RateLimitStore
 
 
 def rate_key_ip(ip: str | None) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import Code, Forbidden, InvalidToken
+from ..errors import Code, Forbidden, InvalidToken
 from .tokens import TokenService
 
 LOCAL = "local"

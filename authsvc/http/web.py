@@ -17,8 +17,8 @@ from typing import Any
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
-from .auth import LOCAL, Authenticator
-from .errors import Code, DomainError, InvalidToken
+from ..errors import Code, DomainError, InvalidToken
+from ..identity.principal import LOCAL, Authenticator
 
 log = logging.getLogger("authsvc.web")
 

@@ -11,7 +11,7 @@ import re
 
 from marshmallow import ValidationError, fields, validate
 
-from .passwords import MAX_PASSWORD_BYTES
+from ..identity.passwords import MAX_PASSWORD_BYTES
 
 U32_MAX = 2**32 - 1
 

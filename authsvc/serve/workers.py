@@ -46,8 +46,8 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import multiprocess
 
-from . import embedded
-from .config import Settings
+from ..config import Settings
+from ..store import embedded
 
 log = logging.getLogger("authsvc.workers")
 

@@ -8,24 +8,24 @@ import aiohttp
 import redis.asyncio as redis
 from aiohttp import web
 
-from .accounts.lifecycle import LifecycleService
-from .accounts.service import AccountService
-from .admin.service import AdminService
-from .apikeys.service import ApiKeyService
-from .audit import Audit, AuditReader
-from .characters.service import CharacterService
-from .clock import Clock
-from .config import Settings
-from .devices.service import DeviceService
-from .favorites.service import FavoriteService
-from .federation.providers import ProviderService
-from .federation.service import SignInService
-from .introspect import Introspector
-from .mail import Mailer
-from .passwords import PasswordHasher
-from .profiles.service import ProfileService
-from .rbac.service import Authorizer, RoleService
-from .sessions.service import SessionService
+from ..accounts.lifecycle import LifecycleService
+from ..accounts.service import AccountService
+from ..admin.service import AdminService
+from ..apikeys.service import ApiKeyService
+from ..audit.service import Audit, AuditReader
+from ..characters.service import CharacterService
+from ..config import Settings
+from ..devices.service import DeviceService
+from ..favorites.service import FavoriteService
+from ..federation.providers import ProviderService
+from ..federation.service import SignInService
+from ..identity.introspect import Introspector
+from ..identity.passwords import PasswordHasher
+from ..platform.clock import Clock
+from ..platform.mail import Mailer
+from ..profiles.service import ProfileService
+from ..rbac.service import Authorizer, RoleService
+from ..sessions.service import SessionService
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .config import DEFAULT_KEYDB_URL, Settings
-from .store.connection import create_client, ping
+from ..config import DEFAULT_KEYDB_URL, Settings
+from .connection import create_client, ping
 
 log = logging.getLogger("authsvc.embedded")
 

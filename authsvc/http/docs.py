@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .app import ROUTES
+from ..serve.app import ROUTES
 from .web import path_variables
 
 

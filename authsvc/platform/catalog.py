@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from .errors import Code, DomainError
+from ..errors import Code, DomainError
 
 
 class CatalogUnavailable(DomainError):
