@@ -24,7 +24,7 @@ import redis.asyncio as redis
 
 from ..platform import normalize
 from . import connection, keys
-from .connection import OUTAGE_ERRORS, LuaStep, guarded_lua_source, lua_source, store_call
+from .connection import OUTAGE_ERRORS, GuardedStep, LuaStep, lua_source, store_call
 from .identities import entry_json
 from .lexindex import LexIndexes
 from .records import Identity
@@ -74,12 +74,12 @@ class AccountStore:
         self._claim_release = LuaStep(client, lua_source("claim_release"))
         self._claim_takeover = LuaStep(client, lua_source("claim_takeover"))
         self._hset_if_exists = LuaStep(client, lua_source("hset_if_exists"))
-        self._me = LuaStep(client, guarded_lua_source("account_me"))
-        self._live_check = LuaStep(client, guarded_lua_source("principal_live"))
+        self._me = GuardedStep(client, "account_me")
+        self._live_check = GuardedStep(client, "principal_live")
         self._verify_email = LuaStep(client, lua_source("email_verify", "_link"))
         self._delete = LuaStep(client, lua_source("account_delete", "_sessions"))
         self._set_identity = LuaStep(client, lua_source("account_set_identity"))
-        self._set_credentials = LuaStep(client, guarded_lua_source("account_set_credentials"))
+        self._set_credentials = GuardedStep(client, "account_set_credentials")
         self._identity_put = LuaStep(client, lua_source("identity_put"))
         self._lex = LexIndexes(client)
 
@@ -202,13 +202,13 @@ class AccountStore:
     @store_call
     async def is_live(self, account_id: int | str, *, sid: str) -> bool:
         """Is the account active and the session (if any) not revoked? One round trip."""
-        reply = await self._live_check(keys=[keys.account(account_id)], args=[sid])
+        reply = await self._live_check(account_id, sid, keys=[keys.account(account_id)])
         return reply[0] == "ok"
 
     @store_call
     async def get_for_caller(self, account_id: int | str, *, sid: str) -> dict[str, str] | None:
         """The account, if it and the caller's session are live (one guarded step)."""
-        reply = await self._me(keys=[keys.account(account_id)], args=[sid])
+        reply = await self._me(account_id, sid, keys=[keys.account(account_id)])
         if reply[0] != "ok":
             return None
         it = iter(reply[1])
@@ -371,9 +371,10 @@ class AccountStore:
                     taken.append(new_claim)
                     await self._claim(new_claim, account_id, field, now_ms=now_ms)
             reply = await self._set_credentials(
+                account_id,
+                sid,
                 keys=[keys.account(account_id)],
                 args=[
-                    sid,
                     old_username,
                     old_email,
                     username,

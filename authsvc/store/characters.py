@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import redis.asyncio as redis
 
 from . import keys
-from .connection import LuaStep, guarded_lua_source, store_call
+from .connection import GuardedStep, store_call
 
 
 class Unauthenticated(Exception):
@@ -47,11 +47,11 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
 
 class CharacterStore:
     def __init__(self, client: redis.Redis) -> None:
-        self._create = LuaStep(client, guarded_lua_source("character_create"))
-        self._list = LuaStep(client, guarded_lua_source("character_list"))
-        self._get = LuaStep(client, guarded_lua_source("character_get"))
-        self._update = LuaStep(client, guarded_lua_source("character_update"))
-        self._delete = LuaStep(client, guarded_lua_source("character_delete"))
+        self._create = GuardedStep(client, "character_create")
+        self._list = GuardedStep(client, "character_list")
+        self._get = GuardedStep(client, "character_get")
+        self._update = GuardedStep(client, "character_update")
+        self._delete = GuardedStep(client, "character_delete")
 
     @store_call
     async def create(
@@ -60,20 +60,24 @@ class CharacterStore:
         cid = character["id"]
         flat = [x for kv in character.items() for x in kv]
         reply = await self._create(
+            account_id,
+            sid,
             keys=[
                 keys.account(account_id),
                 keys.account_characters(account_id),
                 keys.character(account_id, cid),
             ],
-            args=[sid, cap, cid, character["created_at"], *flat],
+            args=[cap, cid, character["created_at"], *flat],
         )
         _status(reply)
 
     @store_call
     async def list(self, account_id: int, *, sid: str = "") -> list[dict[str, str]]:
         reply = await self._list(
+            account_id,
+            sid,
             keys=[keys.account(account_id), keys.account_characters(account_id)],
-            args=[sid, keys.character_prefix(account_id)],
+            args=[keys.character_prefix(account_id)],
         )
         _status(reply)
         # An index entry without its hash is skipped (`authsvc check` reports it).
@@ -82,8 +86,9 @@ class CharacterStore:
     @store_call
     async def get(self, account_id: int, character_id: int, *, sid: str = "") -> dict[str, str]:
         reply = await self._get(
+            account_id,
+            sid,
             keys=[keys.account(account_id), keys.character(account_id, character_id)],
-            args=[sid],
         )
         _status(reply)
         return _pairs(reply[1])
@@ -94,8 +99,10 @@ class CharacterStore:
     ) -> dict[str, str]:
         flat = [x for kv in changes.items() for x in kv]
         reply = await self._update(
+            account_id,
+            sid,
             keys=[keys.account(account_id), keys.character(account_id, character_id)],
-            args=[sid, *flat],
+            args=[*flat],
         )
         _status(reply)
         return _pairs(reply[1])
@@ -103,11 +110,13 @@ class CharacterStore:
     @store_call
     async def delete(self, account_id: int, character_id: int, *, sid: str = "") -> None:
         reply = await self._delete(
+            account_id,
+            sid,
             keys=[
                 keys.account(account_id),
                 keys.account_characters(account_id),
                 keys.character(account_id, character_id),
             ],
-            args=[sid, character_id],
+            args=[character_id],
         )
         _status(reply)

@@ -25,6 +25,7 @@ from redis.backoff import ExponentialBackoff
 
 from ..errors import StoreUnavailable
 from ..platform.metrics import STORE_ERRORS, STORE_SECONDS
+from . import keys as _keys
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -308,9 +309,22 @@ def lua_source(name: str, *preludes: str) -> str:
     return "\n".join(parts)
 
 
-def guarded_lua_source(name: str) -> str:
-    """A script that acts for an authenticated caller: the `_guard.lua` prelude first."""
-    return lua_source(name, "_guard")
+class GuardedStep:
+    """A script that acts for an authenticated caller, after the `_guard.lua` prelude
+    (the caller's account must be live and its session, if any, not revoked, checked in
+    the same round trip). The script's own keys come first, the account hash as KEYS[1];
+    the caller's session hash is appended as the last key (the account hash again for a
+    token that carries no session), and the sid goes first in ARGV: the guard finds both
+    there, so no script derives a key name."""
+
+    def __init__(self, client: redis.Redis, name: str, *preludes: str) -> None:
+        self._step = LuaStep(client, lua_source(name, "_guard", *preludes))
+
+    async def __call__(
+        self, account_id: int | str, sid: str, *, keys: Sequence = (), args: Sequence = ()
+    ):
+        session = _keys.session(account_id, sid) if sid else _keys.account(account_id)
+        return await self._step(keys=[*keys, session], args=[sid, *args])
 
 
 async def ping(client: redis.Redis, wait: float = 2.0) -> bool:

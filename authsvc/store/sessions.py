@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import redis.asyncio as redis
 
 from . import keys
-from .connection import LuaStep, guarded_lua_source, lua_source, store_call
+from .connection import GuardedStep, LuaStep, lua_source, store_call
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class SessionStore:
         self._revoke = LuaStep(client, lua_source("session_revoke", "_sessions"))
         self._set_active = LuaStep(client, lua_source("account_set_active", "_sessions"))
         self._set_password = LuaStep(client, lua_source("password_set", "_sessions", "_link"))
-        self._list = LuaStep(client, guarded_lua_source("session_list"))
+        self._list = GuardedStep(client, "session_list")
 
     @store_call
     async def create(
@@ -169,8 +169,10 @@ class SessionStore:
     async def list(self, account_id: str, *, sid: str) -> list[dict[str, str]] | None:
         """The account's live sessions, oldest first; None when the caller is not live."""
         reply = await self._list(
+            account_id,
+            sid,
             keys=[keys.account(account_id), keys.account_sessions(account_id)],
-            args=[sid, keys.session_prefix(account_id)],
+            args=[keys.session_prefix(account_id)],
         )
         if reply[0] != "ok":
             return None
