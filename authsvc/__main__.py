@@ -177,11 +177,11 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
     import getpass
     import secrets
 
+    from .appkeys import ACCOUNTS, AUDIT, RBAC
     from .errors import DomainError
     from .identity.passwords import PasswordHasher
-    from .identity.tokens import TokenService
     from .platform.mail import OutboxMailer
-    from .serve.app import build_services
+    from .serve.app import create_app
     from .store.connection import create_client
 
     if sys.stdin.isatty():
@@ -207,23 +207,18 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
     async def run() -> int:
         client = create_client(settings.store_url, timeout=10)
         hasher = PasswordHasher(cost=settings.bcrypt_cost, threads=1)
-        tokens = TokenService(
-            secret=settings.jwt_secret,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            ttl=settings.access_token_ttl,
-        )
         try:
-            services = build_services(settings, client, hasher, OutboxMailer(), tokens, time.time)
-            await services.authorizer.definitions()  # seeds the built-in roles
-            account = await services.accounts.register(
+            # The services as `serve` wires them, on this client, without serving.
+            app = create_app(settings, client=client, hasher=hasher, mailer=OutboxMailer())
+            await app[RBAC].definitions()  # seeds the built-in roles
+            account = await app[ACCOUNTS].register(
                 username=args.username,
                 email=args.email,
                 password=password,
                 roles=("admin", settings.default_role),
                 email_verified=True,
             )
-            await services.audit.flush()
+            await app[AUDIT].flush()
         except DomainError as exc:
             print(f"authsvc: {exc.message}", file=sys.stderr)
             return 1

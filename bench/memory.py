@@ -27,12 +27,12 @@ from pathlib import Path
 import bcrypt
 import redis.asyncio as aredis
 
+from authsvc.appkeys import AUDIT, CHARACTERS, FAVORITES, LIFECYCLE, RBAC
 from authsvc.config import Settings
 from authsvc.identity.passwords import PasswordHasher
 from authsvc.identity.principal import LOCAL, Principal
-from authsvc.identity.tokens import TokenService
 from authsvc.platform.mail import Message
-from authsvc.serve.app import build_services
+from authsvc.serve.app import create_app
 from authsvc.store import keys
 from authsvc.store.connection import create_client
 from tests.redis_proc import RedisProcess
@@ -142,20 +142,19 @@ async def load(url: str, *, start: int, count: int, concurrency: int, cost: int)
     )
     client = create_client(url, timeout=30, max_connections=concurrency + 8)
     hasher = PasswordHasher(cost=cost, threads=2)
-    tokens = TokenService(secret=settings.jwt_secret, issuer="authsvc", audience="authsvc", ttl=900)
-    services = build_services(settings, client, hasher, _NoMail(), tokens, time.time)
-    await services.authorizer.definitions()  # seeds the built-in roles, as serve does
-    videos = services.favorites["videos"]
+    app = create_app(settings, client=client, hasher=hasher, mailer=_NoMail())
+    await app[RBAC].definitions()  # seeds the built-in roles, as serve does
+    videos = app[FAVORITES]["videos"]
 
     async def one(i: int) -> None:
         username = f"player_{i:07d}"
-        account = await services.lifecycle.register(
+        account = await app[LIFECYCLE].register(
             username=username,
             email=f"{username}@example.com",
             password="benchmark password",
             ip="203.0.113.7",
         )
-        await services.characters.create(
+        await app[CHARACTERS].create(
             account["id"], name="Aria", description="a ranger from the north woods", sex=1, race=2
         )
         who = Principal(user_id=str(account["id"]), kind=LOCAL, username=username, exp=2**62)
@@ -168,8 +167,8 @@ async def load(url: str, *, start: int, count: int, concurrency: int, cost: int)
 
     try:
         await asyncio.gather(*(worker(k) for k in range(concurrency)))
-        await services.audit.flush()
-        await services.lifecycle.mail.close()
+        await app[AUDIT].flush()
+        await app[LIFECYCLE].mail.close()
     finally:
         hasher.close()
         await client.aclose()

@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from authsvc.serve.appkeys import SERVICES
+from authsvc.appkeys import ACCOUNTS
 
 from .helpers import login, new_user
 from .oidc_provider import FlowResult, run_code_flow
@@ -35,9 +35,7 @@ def sign_in_settings(**overrides) -> dict:
 
 async def make_admin(http) -> tuple[dict, dict]:
     user = new_user("admin")
-    acc = await http.app[SERVICES].accounts.register(
-        **user, roles=("admin", "user"), email_verified=True
-    )
+    acc = await http.app[ACCOUNTS].register(**user, roles=("admin", "user"), email_verified=True)
     return user | {"id": acc["id"]}, bearer(await login(http, user))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from authsvc.serve.appkeys import SERVICES, STORE
+from authsvc.appkeys import ACCOUNTS, ADMIN, STORE
 from authsvc.store.rbac import RbacStore
 
 from .helpers import error_of, login, new_user
@@ -21,7 +21,7 @@ USERS: dict[str, dict] = {}  # account id -> its credentials, to log in again
 
 async def account(http, roles=("user",), prefix="guard") -> tuple[str, dict]:
     user = new_user(prefix)
-    acc = await http.app[SERVICES].accounts.register(**user, roles=roles, email_verified=True)
+    acc = await http.app[ACCOUNTS].register(**user, roles=roles, email_verified=True)
     USERS[str(acc["id"])] = user
     return str(acc["id"]), bearer(await login(http, user))
 
@@ -43,7 +43,7 @@ async def refused(resp, code: str) -> None:
 
 
 async def holds_star(http, user_id: str) -> bool:
-    acc = await http.app[SERVICES].admin.get_user(user_id)
+    acc = await http.app[ADMIN].get_user(user_id)
     return acc["is_active"] and "admin" in acc["roles"]
 
 
@@ -79,7 +79,7 @@ async def test_the_last_holder_of_star_cannot_be_removed_by_any_route(http):
     await refused(await http.post(f"{user}/disable", headers=m), "last_admin")
     resp = await http.patch(user, json={"is_active": False, "username": "renamed_a"}, headers=m)
     await refused(resp, "last_admin")
-    assert (await http.app[SERVICES].admin.get_user(a_id))["username"] != "renamed_a"
+    assert (await http.app[ADMIN].get_user(a_id))["username"] != "renamed_a"
     await refused(await http.delete(user, headers=m), "last_admin")
     await refused(await http.delete(f"{user}/roles/admin", headers=m), "last_admin")
     await refused(await http.delete("/api/v1/users/me", headers=a), "last_admin")

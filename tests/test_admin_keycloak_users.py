@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from authsvc.serve.appkeys import SERVICES
+from authsvc.appkeys import AUDIT
 from authsvc.store.check import check
 
 from .helpers import error_of, register
@@ -166,11 +166,11 @@ async def test_deleting_a_keycloak_user_cascades(make_client, issuer, store):
     assert (
         await http.post(f"{USERS}/{sub}/roles", json={"role": "manager"}, headers=admin)
     ).status == 200
-    await http.app[SERVICES].audit.flush()
+    await http.app[AUDIT].flush()
     assert [k async for k in store.scan_iter(match=f"*{{{sub}}}*")]
 
     assert (await http.delete(f"{USERS}/{sub}", headers=admin)).status == 204
-    await http.app[SERVICES].audit.flush()
+    await http.app[AUDIT].flush()
     left = [k async for k in store.scan_iter(match=f"*{{{sub}}}*")]
     assert left == [], left
     assert sub not in await page_ids(http, admin, "kind=keycloak")

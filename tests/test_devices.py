@@ -13,7 +13,7 @@ import time
 import jwt
 import pytest
 
-from authsvc.serve.appkeys import SERVICES
+from authsvc.appkeys import ACCOUNTS, LIFECYCLE
 from authsvc.store.check import check
 
 from .helpers import error_of, register, user_with_token
@@ -133,7 +133,7 @@ async def test_setting_credentials_counts_against_the_registration_limit(make_cl
     make) cannot test addresses faster than registration can."""
     http = await make_client(**sign_in_settings(register_ip_limit=2))
     taken = {"username": "cred_owner", "email": "owner@example.com", "password": "p" * 12}
-    await http.app[SERVICES].accounts.register(**taken)
+    await http.app[ACCOUNTS].register(**taken)
     auth = bearer((await as_device(http, device()))["access_token"])
     creds = {"username": "cred_guest", "email": taken["email"], "password": "p" * 12}
     for _ in range(2):
@@ -172,8 +172,8 @@ async def test_a_guest_gains_credentials_and_keeps_everything(http, store):
     assert account["id"] == guest["id"] and account["username"] == "kai_the_guest"
     assert account["email"] == "kai@example.com" and account["credentials_set"] is True
     assert account["email_verified"] is False
-    await http.app[SERVICES].lifecycle.mail.drain()
-    outbox = http.app[SERVICES].lifecycle.mail.mailer.messages
+    await http.app[LIFECYCLE].mail.drain()
+    outbox = http.app[LIFECYCLE].mail.mailer.messages
     assert any(m.to == "kai@example.com" and "Verify" in m.subject for m in outbox)
 
     resp = await http.post("/login", json={"username": "kai_the_guest", "password": "p" * 12})

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
+from authsvc.appkeys import ACCOUNTS, AUDIT, CHARACTERS, SESSIONS
 from authsvc.errors import Code, Conflict, InvalidToken, LimitReached, NotFound, Unauthorized
 from authsvc.identity.passwords import PasswordHasher
 from authsvc.identity.tokens import TokenService
 from authsvc.platform.mail import OutboxMailer
-from authsvc.serve.app import build_services
+from authsvc.serve.app import create_app
 
 from .conftest import SECRET, make_settings
 
@@ -28,13 +31,16 @@ async def services(fake_store):
     clock = Clock()
     hasher = PasswordHasher(cost=4, threads=1)
     tokens = TokenService(secret=SECRET, issuer="authsvc", audience="authsvc", ttl=900, clock=clock)
-    svc = build_services(
+    app = create_app(
         make_settings(max_characters_per_account=3),
-        fake_store,
-        hasher,
-        OutboxMailer(),
-        tokens,
-        clock,
+        client=fake_store,
+        hasher=hasher,
+        mailer=OutboxMailer(),
+        clock=clock,
+    )
+    # The services as the app wires them, without serving it.
+    svc = SimpleNamespace(
+        accounts=app[ACCOUNTS], sessions=app[SESSIONS], characters=app[CHARACTERS], audit=app[AUDIT]
     )
     yield svc, tokens, clock
     await svc.audit.flush()

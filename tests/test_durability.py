@@ -16,9 +16,9 @@ import time
 import aiohttp
 import pytest
 
+from authsvc.appkeys import STORE
 from authsvc.platform.normalize import email_lc, username_lc
 from authsvc.serve.app import create_app
-from authsvc.serve.appkeys import STORE
 from authsvc.store import keys
 from authsvc.store.accounts import PENDING_TIMEOUT_MS
 from authsvc.store.check import check

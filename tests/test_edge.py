@@ -10,10 +10,10 @@ import logging
 import aiohttp
 from aiohttp import web
 
+from authsvc.appkeys import ACCOUNTS
 from authsvc.config import Settings
 from authsvc.http.logs import JsonFormatter
 from authsvc.serve.app import create_app
-from authsvc.serve.appkeys import SERVICES
 from authsvc.serve.serving import AppRunner
 
 from .conftest import SECRET, make_settings
@@ -44,7 +44,7 @@ async def test_every_answer_has_nosniff_no_version_and_no_store(http):
     )
     assert_edge_headers(key)
     admin_user = {"username": "edge_admin", "email": "edge@x.io", "password": "admin password"}
-    await http.app[SERVICES].accounts.register(**admin_user, roles=("admin", "user"))
+    await http.app[ACCOUNTS].register(**admin_user, roles=("admin", "user"))
     admin = await (
         await http.post("/login", json={"username": "edge_admin", "password": "admin password"})
     ).json()

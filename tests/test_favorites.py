@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from authsvc.serve.appkeys import SERVICES
+from authsvc.appkeys import ACCOUNTS, ADMIN, AUDIT, ROLES
 
 from .helpers import compact_encoding, error_of, login, new_user, register
 from .keycloak_issuer import CLIENT, Issuer
@@ -159,21 +159,20 @@ async def test_only_the_user_manages_and_admins_list_with_a_scoped_role(fav_http
     path = f"/api/v1/admin/users/{alice['id']}/favorites/videos"
     assert (await fav_http.get(path, headers=m_auth)).status == 403
     curator = new_user("curator")
-    svc = fav_http.app[SERVICES]
-    await svc.roles.create(
+    await fav_http.app[ROLES].create(
         name="curator",
         permissions=["favorites:read-all"],
         inherits=["user"],
         description="",
         actor=_actor(),
     )
-    await svc.accounts.register(**curator, roles=("curator",))
+    await fav_http.app[ACCOUNTS].register(**curator, roles=("curator",))
     c_auth = {"Authorization": f"Bearer {await login(fav_http, curator)}"}
     page = await (await fav_http.get(path, headers=c_auth)).json()
     assert [f["video_id"] for f in page["items"]] == [VIDEO]
     # A user that does not exist (or no longer does) has no favorites to list: 404, not
     # an empty page (schemathesis's use_after_free check, after DELETE of the account).
-    await svc.admin.delete_user(str(alice["id"]), actor=_actor())
+    await fav_http.app[ADMIN].delete_user(str(alice["id"]), actor=_actor())
     resp = await fav_http.get(path, headers=c_auth)
     assert resp.status == 404 and (await error_of(resp))["code"] == "not_found"
     resp = await fav_http.get("/api/v1/admin/users/424242/favorites/tracks", headers=c_auth)
@@ -192,7 +191,7 @@ async def test_adds_and_removes_are_audited_with_username(fav_http, store):
         await fav_http.post("/api/v1/favorites/videos", json={"video_id": VIDEO}, headers=auth)
     ).json()
     await fav_http.delete(f"/api/v1/favorites/videos/{VIDEO}", headers=auth)
-    await fav_http.app[SERVICES].audit.flush()
+    await fav_http.app[AUDIT].flush()
     events = [
         e for _, e in await store.xrange("audit:events") if e["action"].startswith("favorite_")
     ]

@@ -12,8 +12,7 @@ import time
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from authsvc.http.web import AUTHENTICATOR
-from authsvc.serve.appkeys import SERVICES
+from authsvc.appkeys import ACCOUNTS, AUTHENTICATOR, RBAC
 
 from .helpers import error_of
 from .keycloak_issuer import CLIENT, Issuer
@@ -99,7 +98,7 @@ async def test_unmapped_token_roles_give_nothing_even_when_named_admin(kc_client
     assert await store.smembers(f"user:{{{attacker}}}:roles") == set()
     # What the caller holds: the default role and the mapped `guest`, nothing named in
     # the token.
-    authz = http.app[SERVICES].authorizer
+    authz = http.app[RBAC]
     principal = await http.app[AUTHENTICATOR].verify_token(token)
     assert await authz.roles_of(principal) == {"user", "guest"}
     # An operator who wants the provider's admins to be admins says so.
@@ -112,7 +111,7 @@ async def test_a_keycloak_user_holding_admin_locally_is_guarded_as_the_last_admi
 ):
     http = await kc_client()
     local = {"username": "kc_guard_a", "email": "kcga@x.io", "password": "admin password"}
-    acc = await http.app[SERVICES].accounts.register(**local, roles=("admin", "user"))
+    acc = await http.app[ACCOUNTS].register(**local, roles=("admin", "user"))
     login = await (
         await http.post(
             "/login", json={"username": local["username"], "password": local["password"]}
@@ -276,7 +275,7 @@ async def test_keycloak_users_have_no_game_account_and_can_be_introspected(kc_cl
     resp = await http.get("/characters", headers=bearer(token))
     assert resp.status == 403 and "local account" in (await error_of(resp))["message"]
     owner = {"username": "svc_kc", "email": "svc@x.io", "password": "service password"}
-    await http.app[SERVICES].accounts.register(**owner, roles=("service", "user"))
+    await http.app[ACCOUNTS].register(**owner, roles=("service", "user"))
     login = await (
         await http.post("/login", json={"username": "svc_kc", "password": "service password"})
     ).json()

@@ -15,9 +15,9 @@ import pytest
 import redis.asyncio as aredis
 from aiosmtpd.controller import Controller
 
+from authsvc.appkeys import LIFECYCLE
 from authsvc.audit import service as audit
 from authsvc.platform.mail import MailQueue, Message, OutboxMailer, SmtpMailer
-from authsvc.serve.appkeys import SERVICES
 
 from .helpers import compact_encoding, error_of, new_user, register
 from .redis_proc import free_port
@@ -44,11 +44,11 @@ def smtp_server():
 
 
 def _outbox(http) -> OutboxMailer:
-    return http.app[SERVICES].lifecycle.mail.mailer
+    return http.app[LIFECYCLE].mail.mailer
 
 
 async def _token_for(http, to: str) -> str:
-    await http.app[SERVICES].lifecycle.mail.drain()
+    await http.app[LIFECYCLE].mail.drain()
     bodies = [m.body for m in _outbox(http).messages if m.to == to]
     return TOKEN_RE.search(bodies[-1]).group(1)
 
@@ -129,7 +129,7 @@ async def test_require_verified_email(make_client):
 
 async def test_mail_endpoints_do_not_reveal_accounts(http):
     user = await register(http)
-    await http.app[SERVICES].lifecycle.mail.drain()
+    await http.app[LIFECYCLE].mail.drain()
     sent = len(_outbox(http).messages)
     answers = []
     for address in (user["email"], "nobody@example.com"):
@@ -137,7 +137,7 @@ async def test_mail_endpoints_do_not_reveal_accounts(http):
             resp = await http.post(path, json={"email": address})
             answers.append((resp.status, await resp.json()))
     assert len({str(a) for a in answers}) == 1 and answers[0][0] == 202
-    await http.app[SERVICES].lifecycle.mail.drain()
+    await http.app[LIFECYCLE].mail.drain()
     assert len(_outbox(http).messages) == sent + 2  # only the real account got mail
 
 
@@ -202,7 +202,7 @@ async def test_mail_requests_send_the_same_store_commands_whether_or_not_an_acco
     http = await make_client(mail_account_limit=3)
     live = await register(http, new_user("evenly"))
     disabled = await register(http, new_user("evenly_off"))
-    await http.app[SERVICES].lifecycle.set_active(disabled["id"], False)
+    await http.app[LIFECYCLE].set_active(disabled["id"], False)
     busy = await register(http, new_user("evenly_busy"))
     for _ in range(3):  # its per-account limit is used up: no more mail this window
         await http.post("/api/v1/auth/forgot-password", json={"email": busy["email"]})
@@ -225,7 +225,7 @@ async def test_mail_requests_send_the_same_store_commands_whether_or_not_an_acco
         assert any("account:{ID}" in c for c in reference), reference
         for who, commands in shapes.items():
             assert commands == reference, (path, who, commands, reference)
-    await http.app[SERVICES].lifecycle.mail.drain()
+    await http.app[LIFECYCLE].mail.drain()
     mailed = [m.to for m in _outbox(http).messages]
     assert mailed.count(live["email"]) == 1 + 2 + 2  # registration, then two of each kind
 
@@ -243,7 +243,7 @@ async def test_password_reset_end_to_end_through_real_smtp(make_client, smtp_ser
     session = await (await _login(http, user)).json()
     resp = await http.post("/api/v1/auth/forgot-password", json={"email": user["email"]})
     assert resp.status == 202
-    await http.app[SERVICES].lifecycle.mail.drain()
+    await http.app[LIFECYCLE].mail.drain()
     resets = [m for m in sink.messages if m["Subject"] == "Reset your password"]
     assert len(resets) == 1 and resets[0]["To"] == user["email"]
     assert resets[0]["From"] == "authsvc <auth@example.com>"
@@ -288,7 +288,7 @@ async def test_a_hanging_mail_server_does_not_hold_up_the_request(make_client, c
         with caplog.at_level(logging.WARNING, logger="authsvc.mail"):
             await asyncio.sleep(0.8)
         assert any("failed (attempt 1" in r.getMessage() for r in caplog.records)
-        await http.app[SERVICES].lifecycle.mail.close(wait=0)
+        await http.app[LIFECYCLE].mail.close(wait=0)
 
 
 async def test_mail_queue_retries_then_delivers_or_reports_loss(caplog):
@@ -356,7 +356,7 @@ async def test_change_password_keeps_only_the_current_session(http):
 async def test_disabling_revokes_every_session_at_once(http, store):
     user = await register(http)
     sessions = [await (await _login(http, user)).json() for _ in range(3)]
-    revoked = await http.app[SERVICES].lifecycle.set_active(user["id"], False, actor="test")
+    revoked = await http.app[LIFECYCLE].set_active(user["id"], False, actor="test")
     assert revoked == 3
     for s in sessions:
         auth = {"Authorization": f"Bearer {s['access_token']}"}
@@ -367,7 +367,7 @@ async def test_disabling_revokes_every_session_at_once(http, store):
     assert [k async for k in store.scan_iter(match=f"refresh:{{{aid}}}:*")] == []
     assert [k async for k in store.scan_iter(match=f"session:{{{aid}}}:*")] == []
     assert (await _login(http, user)).status == 403
-    await http.app[SERVICES].lifecycle.set_active(user["id"], True)
+    await http.app[LIFECYCLE].set_active(user["id"], True)
     assert (await _login(http, user)).status == 200
 
 

@@ -10,7 +10,7 @@ import hashlib
 import re
 import time
 
-from authsvc.serve.appkeys import SERVICES
+from authsvc.appkeys import AUDIT, LIFECYCLE
 from authsvc.store import keys
 from authsvc.store.migrate import migrate
 
@@ -22,7 +22,7 @@ NOW_MS = int(time.time() * 1000)
 async def _old_layout(http, store, user: dict) -> str:
     """Rewrite the user's keys in the old layout; the verification token it mailed."""
     uid = user["id"]
-    await http.app[SERVICES].audit.flush()
+    await http.app[AUDIT].flush()
     # Activity: a stream copy of the user's events, ids as in audit:events.
     await store.delete(f"user:{{{uid}}}:activity")
     for entry_id, fields in await store.xrange("audit:events"):
@@ -50,8 +50,8 @@ async def _old_layout(http, store, user: dict) -> str:
         await store.zadd(f"{tag}:index", {f"{created:013d}:{fav_uuid}": 0})
     await store.hset(f"{tag}:ffffffff-0000-4000-8000-000000000000", "uuid", "orphan")
     # The verification link: a hash with the token's hex SHA-256 and a TTL.
-    await http.app[SERVICES].lifecycle.mail.drain()
-    body = http.app[SERVICES].lifecycle.mail.mailer.messages[-1].body
+    await http.app[LIFECYCLE].mail.drain()
+    body = http.app[LIFECYCLE].mail.mailer.messages[-1].body
     token = re.search(r"token=(\S+)", body).group(1)
     await store.hdel(f"account:{{{uid}}}", "verify_link")
     await store.hset(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from authsvc.serve.appkeys import SERVICES
+from authsvc.appkeys import AUDIT
 from authsvc.store.check import check
 
 from .helpers import error_of, user_with_token
@@ -145,7 +145,7 @@ async def test_unlink_and_what_it_leaves(http, op, oidc_provider, store):
     ).status == 204
     assert await claims(store) == []
     assert (await (await http.get("/api/v1/users/me/oidc", headers=auth)).json())["links"] == []
-    await http.app[SERVICES].audit.flush()
+    await http.app[AUDIT].flush()
     trail = [f["action"] for _, f in await store.xrange("audit:events")]
     assert {"oidc_link_started", "oidc_linked", "oidc_unlinked"} <= set(trail)
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
-from authsvc.serve.appkeys import SERVICES
+from authsvc.appkeys import AUDIT
 
 from .helpers import assert_edge_headers, data_keys, error_of, register, user_with_token
 from .oidc_helpers import (
@@ -63,7 +63,7 @@ async def me(http, body: dict) -> dict:
 
 
 async def actions(http, store) -> list[dict]:
-    await http.app[SERVICES].audit.flush()
+    await http.app[AUDIT].flush()
     return [fields for _, fields in await store.xrange("audit:events")]
 
 
@@ -566,7 +566,7 @@ async def test_the_cost_of_one_sign_in(http, op, oidc_provider, monkeypatch):
     # start); discovery and keys are cached.
     for _ in range(2):
         assert (await sign_in(http, op.slug, account)).status == 200
-    await http.app[SERVICES].audit.flush()
+    await http.app[AUDIT].flush()
     sent: list[bytes] = []
     original = connection_class.send_packed_command
 
@@ -608,7 +608,7 @@ async def test_the_cost_of_a_first_sign_in(http, op, oidc_provider, monkeypatch)
     from redis.asyncio.connection import AbstractConnection as connection_class
 
     assert (await sign_in(http, op.slug, fresh_account(oidc_provider))).status == 200
-    await http.app[SERVICES].audit.flush()
+    await http.app[AUDIT].flush()
     sent: list[bytes] = []
     original = connection_class.send_packed_command
 

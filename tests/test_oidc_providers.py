@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
+from authsvc.appkeys import AUDIT
 from authsvc.http.docs import permission_table
 from authsvc.platform import crypto
-from authsvc.serve.appkeys import SERVICES as SERVICES_KEY
 
 from .helpers import error_of, register, user_with_token
 from .oidc_helpers import SECRETS_KEY, add_provider, make_admin, sign_in, sign_in_settings
@@ -95,7 +95,7 @@ async def test_administration_round_trip_and_the_secret_is_write_only(http, stor
 
     # Sealed at rest: neither secret appears anywhere in the store (audit trail included),
     # and the stored value opens under SECRETS_KEY, bound to this provider.
-    await http.app[SERVICES_KEY].audit.flush()
+    await http.app[AUDIT].flush()
     everything = await _all_text(store)
     assert BASE["client_secret"] not in everything and "the-next-secret" not in everything
     record = json.loads(await store.hget("oidc:providers", "steam"))

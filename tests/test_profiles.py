@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from authsvc.serve.appkeys import SERVICES
+from authsvc.appkeys import AUDIT
 from authsvc.store import keys
 from authsvc.store.check import check
 from authsvc.store.profiles import ProfileStore
@@ -117,7 +117,7 @@ async def test_export_contains_everything(http):
     await http.post("/api/v1/favorites/tracks", headers=auth, json={"track_id": "t1", "rating": 4})
     await http.post(f"/api/v1/social/follow/{other['id']}", headers=auth)
     await http.patch("/api/v1/users/me/preferences", headers=auth, json={"theme": "dark"})
-    await http.app[SERVICES].audit.flush()
+    await http.app[AUDIT].flush()
     await asyncio.sleep(0)
     resp = await http.get("/api/v1/users/me/export", headers=auth)
     assert resp.status == 200 and "attachment" in resp.headers["Content-Disposition"]
@@ -151,7 +151,7 @@ async def test_delete_me_cascades_and_leaves_no_key_behind(http, store):
         "/api/v1/auth/login", json={"username": user["username"], "password": user["password"]}
     )
     assert (await http.delete("/api/v1/users/me", headers=auth)).status == 204
-    await http.app[SERVICES].audit.flush()
+    await http.app[AUDIT].flush()
     left = await data_keys()
     tag = f"{{{user['id']}}}"
     assert not [k for k in left if tag in k], [k for k in left if tag in k]
@@ -183,7 +183,7 @@ async def test_keycloak_user_profile_follows_and_deletion(make_client, aiohttp_s
     assert (await http.post(f"/api/v1/social/follow/{sub}", headers=l_auth)).status == 200
     await http.post("/api/v1/favorites/videos", headers=auth, json={"video_id": "v1"})
     assert (await http.delete("/api/v1/users/me", headers=auth)).status == 204
-    await http.app[SERVICES].audit.flush()
+    await http.app[AUDIT].flush()
     assert not [k async for k in store.scan_iter(match=f"*{{{sub}}}*")]
     assert await store.zrange(f"user:{{{local['id']}}}:followers", 0, -1) == []
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from authsvc.appkeys import ACCOUNTS, AUDIT, LIFECYCLE, ROLES
 from authsvc.audit.service import Audit, AuditReader, activity_member
 from authsvc.http.docs import permission_table
-from authsvc.serve.appkeys import SERVICES
 from authsvc.store import keys
 from authsvc.store.lexindex import LexIndexes
 from authsvc.verify import InvalidToken, verify_token
@@ -32,9 +32,7 @@ def bearer(token: str) -> dict:
 
 async def make_admin(http) -> tuple[dict, dict]:
     user = new_user("admin")
-    acc = await http.app[SERVICES].accounts.register(
-        **user, roles=("admin", "user"), email_verified=True
-    )
+    acc = await http.app[ACCOUNTS].register(**user, roles=("admin", "user"), email_verified=True)
     return user | {"id": acc["id"]}, bearer(await login(http, user))
 
 
@@ -209,7 +207,7 @@ async def test_admin_delete_cascades_through_the_account(http, store):
     assert [k async for k in store.scan_iter(match=f"*{tag}*")]
     resp = await http.delete(f"/api/v1/admin/users/{user['id']}", headers=admin)
     assert resp.status == 204
-    await http.app[SERVICES].audit.flush()
+    await http.app[AUDIT].flush()
     left = [k async for k in store.scan_iter(match=f"*{tag}*")]
     assert left == [], left
     assert await store.get(f"account:username:{user['username'].lower()}") is None
@@ -305,7 +303,7 @@ async def test_api_key_lifecycle_scopes_and_owner_bound(http, store):
 
     # Never more than the owner: take the owner's role away, and the key loses it too.
     _, admin = await make_admin(http)
-    await http.app[SERVICES].roles.grant(str(user["id"]), "guest", actor=_actor())
+    await http.app[ROLES].grant(str(user["id"]), "guest", actor=_actor())
     await http.delete(f"/api/v1/admin/users/{user['id']}/roles/user", headers=admin)
     assert (
         await http.post(
@@ -370,7 +368,7 @@ async def test_api_key_revocation_expiry_rate_limit_and_garbage(make_client, sto
 
 async def _service_key(http) -> dict:
     owner = new_user("svc")
-    await http.app[SERVICES].accounts.register(**owner, roles=("service", "user"))
+    await http.app[ACCOUNTS].register(**owner, roles=("service", "user"))
     token = await login(http, owner)
     created = await (
         await http.post(
@@ -460,7 +458,7 @@ SECRET_WORDS = ("correct horse battery", "new password 1")
 
 
 async def test_every_event_kind_is_audited_and_nothing_secret_is(http, store):
-    outbox = http.app[SERVICES].lifecycle.mail
+    outbox = http.app[LIFECYCLE].mail
     _, admin = await make_admin(http)
     user = await register(http)
     await outbox.drain()
@@ -504,7 +502,7 @@ async def test_every_event_kind_is_audited_and_nothing_secret_is(http, store):
     await http.post(f"/api/v1/admin/users/{user['id']}/disable", headers=admin)
     await http.post(f"/api/v1/admin/users/{user['id']}/enable", headers=admin)
     await http.delete(f"/api/v1/admin/users/{user['id']}", headers=admin)
-    await http.app[SERVICES].audit.flush()
+    await http.app[AUDIT].flush()
 
     events = [e for _, e in await store.xrange("audit:events")]
     actions = {e["action"] for e in events}
@@ -545,7 +543,7 @@ async def test_activity_endpoints(http):
     user, auth = await user_and_auth(http)
     for _ in range(3):
         await http.post("/login", json={"username": user["username"], "password": "bad one"})
-    await http.app[SERVICES].audit.flush()
+    await http.app[AUDIT].flush()
     mine = await (await http.get("/api/v1/users/me/activity?limit=2", headers=auth)).json()
     assert [e["action"] for e in mine["items"]] == ["login_failure", "login_failure"]
     rest = await (
@@ -584,7 +582,7 @@ async def test_out_of_range_dates_and_cursors_are_answered_not_500(http):
     never sent to the store as an id it refuses."""
     _, admin = await make_admin(http)
     user, auth = await user_and_auth(http)
-    await http.app[SERVICES].audit.flush()
+    await http.app[AUDIT].flush()
     everything = await (await http.get("/api/v1/admin/activity?limit=200", headers=admin)).json()
     total = len(everything["items"])
     assert total >= 3

@@ -6,7 +6,7 @@ import asyncio
 
 import jwt
 
-from authsvc.serve.appkeys import SERVICES
+from authsvc.appkeys import AUDIT
 
 from .helpers import data_keys, error_of, new_user, register
 
@@ -68,7 +68,7 @@ async def test_refresh_rotates_and_a_spent_token_after_the_window_is_theft(make_
     # The whole session is gone: its successor token and its access tokens too.
     assert (await _refresh(http, second["refresh_token"])).status == 401
     assert (await http.get("/characters", headers=_auth(second))).status == 401
-    await http.app[SERVICES].audit.flush()
+    await http.app[AUDIT].flush()
     events = [e for _, e in await store.xrange("audit:events")]
     assert any(
         e["action"] == "refresh_reuse_detected" and e["session_id"] == first["session_id"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..errors import Code, Conflict, Forbidden, InvalidToken, NotFound
 from ..platform.clock import Clock, to_ms
@@ -35,7 +35,16 @@ class IdentityStorePort(Protocol):
 
 
 class RegistrarPort(Protocol):
-    async def register_federated(self, **kw: Any) -> str: ...
+    async def register_federated(
+        self,
+        *,
+        username: str,
+        email: str,
+        email_verified: bool,
+        identity: Identity,
+        roles: tuple[str, ...] | None = None,
+        ip: str | None = None,
+    ) -> str: ...
 
 
 LAST_WAY = (

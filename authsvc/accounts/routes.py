@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..appkeys import LIFECYCLE, SESSIONS
 from ..favorites.kinds import KINDS
 from ..http.web import Api, Link, client_ip, json_response, links
 from ..identity.principal import Principal
-from ..serve.appkeys import SERVICES
 from . import schemas
 
 api = Api()
@@ -70,7 +70,7 @@ LOGGED_IN = (
     links=REGISTERED,
 )
 async def register(request: web.Request, *, body: dict) -> web.Response:
-    account = await request.app[SERVICES].lifecycle.register(**body, ip=client_ip(request))
+    account = await request.app[LIFECYCLE].register(**body, ip=client_ip(request))
     return json_response(account, status=201)
 
 
@@ -97,7 +97,7 @@ async def register(request: web.Request, *, body: dict) -> web.Response:
     links=LOGGED_IN,
 )
 async def login(request: web.Request, *, body: dict) -> web.Response:
-    result = await request.app[SERVICES].sessions.login(
+    result = await request.app[SESSIONS].login(
         identifier=body["username"],
         password=body["password"],
         device_name=body["device_name"],
@@ -132,7 +132,7 @@ def token_response(result) -> web.Response:
     auth=False,
 )
 async def verify_email(request: web.Request, *, body: dict) -> web.Response:
-    await request.app[SERVICES].lifecycle.verify_email(body["token"], ip=client_ip(request))
+    await request.app[LIFECYCLE].verify_email(body["token"], ip=client_ip(request))
     return json_response({"status": "verified"})
 
 
@@ -147,7 +147,7 @@ async def verify_email(request: web.Request, *, body: dict) -> web.Response:
     auth=False,
 )
 async def resend_verification(request: web.Request, *, body: dict) -> web.Response:
-    await request.app[SERVICES].lifecycle.resend_verification(body["email"], ip=client_ip(request))
+    await request.app[LIFECYCLE].resend_verification(body["email"], ip=client_ip(request))
     return json_response(ACCEPTED, status=202)
 
 
@@ -162,7 +162,7 @@ async def resend_verification(request: web.Request, *, body: dict) -> web.Respon
     auth=False,
 )
 async def forgot_password(request: web.Request, *, body: dict) -> web.Response:
-    await request.app[SERVICES].lifecycle.forgot_password(body["email"], ip=client_ip(request))
+    await request.app[LIFECYCLE].forgot_password(body["email"], ip=client_ip(request))
     return json_response(ACCEPTED, status=202)
 
 
@@ -176,7 +176,7 @@ async def forgot_password(request: web.Request, *, body: dict) -> web.Response:
     auth=False,
 )
 async def reset_password(request: web.Request, *, body: dict) -> web.Response:
-    await request.app[SERVICES].lifecycle.reset_password(
+    await request.app[LIFECYCLE].reset_password(
         body["token"], body["new_password"], ip=client_ip(request)
     )
     return json_response({"status": "password_reset"})
@@ -194,7 +194,7 @@ async def reset_password(request: web.Request, *, body: dict) -> web.Response:
 async def change_password(
     request: web.Request, *, principal: Principal, body: dict
 ) -> web.Response:
-    revoked = await request.app[SERVICES].lifecycle.change_password(
+    revoked = await request.app[LIFECYCLE].change_password(
         principal, body["current_password"], body["new_password"], ip=client_ip(request)
     )
     return json_response({"revoked": revoked})
@@ -214,7 +214,5 @@ async def change_password(
 async def set_credentials(
     request: web.Request, *, principal: Principal, body: dict
 ) -> web.Response:
-    account = await request.app[SERVICES].lifecycle.set_credentials(
-        principal, **body, ip=client_ip(request)
-    )
+    account = await request.app[LIFECYCLE].set_credentials(principal, **body, ip=client_ip(request))
     return json_response(account, headers={"Cache-Control": "no-store"})

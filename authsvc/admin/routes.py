@@ -6,11 +6,11 @@ from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ..accounts.schemas import Account
+from ..appkeys import ADMIN, AUDIT_READER, CLOCK, ROLES
 from ..http.schemas import Email, QueryInteger, StrictBoolean, Text, Timestamp, Username
 from ..http.web import Api, json_response, links
 from ..identity.principal import Principal
 from ..rbac.schemas import Permission, RoleName
-from ..serve.appkeys import SERVICES
 
 api = Api()
 USERS = "/api/v1/admin/users"
@@ -158,7 +158,7 @@ class Stats(Schema):
     permission="users:read",
 )
 async def list_users(request: web.Request, *, principal: Principal, query: dict):
-    page = await request.app[SERVICES].admin.list_users(
+    page = await request.app[ADMIN].list_users(
         kind=query["kind"],
         username_prefix=query["username"],
         email_prefix=query["email"],
@@ -178,7 +178,7 @@ async def list_users(request: web.Request, *, principal: Principal, query: dict)
     permission="users:read",
 )
 async def get_user(request: web.Request, *, principal: Principal):
-    return json_response(await request.app[SERVICES].admin.get_user(request.match_info["id"]))
+    return json_response(await request.app[ADMIN].get_user(request.match_info["id"]))
 
 
 @api.route(
@@ -192,9 +192,7 @@ async def get_user(request: web.Request, *, principal: Principal):
     permission="users:write",
 )
 async def patch_user(request: web.Request, *, principal: Principal, body: dict):
-    user = await request.app[SERVICES].admin.update_user(
-        request.match_info["id"], body, actor=principal
-    )
+    user = await request.app[ADMIN].update_user(request.match_info["id"], body, actor=principal)
     return json_response(user)
 
 
@@ -208,7 +206,7 @@ async def patch_user(request: web.Request, *, principal: Principal, body: dict):
     permission="users:write",
 )
 async def delete_user(request: web.Request, *, principal: Principal):
-    await request.app[SERVICES].admin.delete_user(request.match_info["id"], actor=principal)
+    await request.app[ADMIN].delete_user(request.match_info["id"], actor=principal)
     return web.Response(status=204)
 
 
@@ -232,9 +230,7 @@ async def delete_user(request: web.Request, *, principal: Principal):
     active=True,
 )
 async def set_active(request: web.Request, *, principal: Principal, active: bool):
-    user = await request.app[SERVICES].admin.set_active(
-        request.match_info["id"], active, actor=principal
-    )
+    user = await request.app[ADMIN].set_active(request.match_info["id"], active, actor=principal)
     return json_response(user)
 
 
@@ -250,7 +246,7 @@ async def set_active(request: web.Request, *, principal: Principal, active: bool
     permission="roles:read",
 )
 async def list_roles(request: web.Request, *, principal: Principal):
-    return json_response({"roles": await request.app[SERVICES].roles.list()})
+    return json_response({"roles": await request.app[ROLES].list()})
 
 
 @api.route(
@@ -268,7 +264,7 @@ async def list_roles(request: web.Request, *, principal: Principal):
     permission="roles:write",
 )
 async def create_role(request: web.Request, *, principal: Principal, body: dict):
-    role = await request.app[SERVICES].roles.create(**body, actor=principal)
+    role = await request.app[ROLES].create(**body, actor=principal)
     created = role.pop("created")
     return json_response(role, status=201 if created else 200)
 
@@ -283,7 +279,7 @@ async def create_role(request: web.Request, *, principal: Principal, body: dict)
     permission="roles:write",
 )
 async def delete_role(request: web.Request, *, principal: Principal):
-    await request.app[SERVICES].roles.delete(request.match_info["role"], actor=principal)
+    await request.app[ROLES].delete(request.match_info["role"], actor=principal)
     return web.Response(status=204)
 
 
@@ -297,7 +293,7 @@ async def delete_role(request: web.Request, *, principal: Principal):
     permission="roles:read",
 )
 async def role_users(request: web.Request, *, principal: Principal, query: dict):
-    page = await request.app[SERVICES].roles.members(
+    page = await request.app[ROLES].members(
         request.match_info["role"], cursor=query["cursor"], limit=query["limit"]
     )
     return json_response(page)
@@ -322,9 +318,7 @@ async def role_users(request: web.Request, *, principal: Principal, query: dict)
     permission="roles:write",
 )
 async def grant_role(request: web.Request, *, principal: Principal, body: dict):
-    roles = await request.app[SERVICES].roles.grant(
-        request.match_info["id"], body["role"], actor=principal
-    )
+    roles = await request.app[ROLES].grant(request.match_info["id"], body["role"], actor=principal)
     return json_response({"roles": roles})
 
 
@@ -338,7 +332,7 @@ async def grant_role(request: web.Request, *, principal: Principal, body: dict):
     permission="roles:write",
 )
 async def revoke_role(request: web.Request, *, principal: Principal):
-    await request.app[SERVICES].roles.revoke(
+    await request.app[ROLES].revoke(
         request.match_info["id"], request.match_info["role"], actor=principal
     )
     return web.Response(status=204)
@@ -361,7 +355,7 @@ def _ms(dt) -> int | None:
     permission="activity:read",
 )
 async def my_activity(request: web.Request, *, principal: Principal, query: dict):
-    page = await request.app[SERVICES].audit_reader.page(
+    page = await request.app[AUDIT_READER].page(
         user_id=principal.user_id, cursor=query["cursor"] or None, limit=query["limit"]
     )
     return json_response(page)
@@ -377,7 +371,7 @@ async def my_activity(request: web.Request, *, principal: Principal, query: dict
     permission="audit:read",
 )
 async def admin_activity(request: web.Request, *, principal: Principal, query: dict):
-    page = await request.app[SERVICES].audit_reader.page(
+    page = await request.app[AUDIT_READER].page(
         user_id=query["user_id"],
         action=query["action"],
         since_ms=_ms(query["since"]),
@@ -400,10 +394,8 @@ async def admin_activity(request: web.Request, *, principal: Principal, query: d
 async def activity_stats(request: web.Request, *, principal: Principal, query: dict):
     until = _ms(query["until"])
     if until is None:  # (not `or`: the epoch itself is a valid bound)
-        until = int(request.app[SERVICES].clock() * 1000)
+        until = int(request.app[CLOCK]() * 1000)
     since = _ms(query["since"])
     if since is None:
         since = until - 86_400_000
-    return json_response(
-        await request.app[SERVICES].audit_reader.stats(since_ms=since, until_ms=until)
-    )
+    return json_response(await request.app[AUDIT_READER].stats(since_ms=since, until_ms=until))

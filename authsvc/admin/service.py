@@ -5,7 +5,7 @@ id) and external (Keycloak) users (by their `sub`)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from ..accounts.lifecycle import LifecycleService
 from ..accounts.service import account_view
@@ -52,6 +52,7 @@ class AdminService:
         audit: Audit,
         users: UserStore,
         guard: SuperuserGuard,
+        purgers: Sequence[Purger] = (),
         clock: Clock = time.time,
     ) -> None:
         self._accounts = accounts
@@ -61,9 +62,9 @@ class AdminService:
         self._lifecycle = lifecycle
         self._audit = audit
         self._clock = clock
-        # Features that keep data about a user outside the account's own keys register
-        # a purge here; deleting an account runs them all before the account goes.
-        self.purgers: list[Purger] = []
+        # What features keep about a user outside the account's own keys: deleting an
+        # account runs them all before the account goes.
+        self.purgers: tuple[Purger, ...] = tuple(purgers)
 
     async def list_users(
         self,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 from marshmallow import Schema, fields, validate
 
+from ..appkeys import API_KEYS, INTROSPECTOR
 from ..http.schemas import Text
 from ..http.web import Api, json_response, links, read_json
 from ..http.web import validate as validate_body
 from ..identity.principal import Principal
 from ..rbac.schemas import Permission
-from ..serve.appkeys import SERVICES
 
 api = Api()
 KEYS = "/api/v1/users/me/api-keys"
@@ -88,7 +88,7 @@ class Introspection(Schema):
     permission="apikeys:manage",
 )
 async def create_key(request: web.Request, *, principal: Principal, body: dict):
-    key = await request.app[SERVICES].api_keys.create(principal, **body)
+    key = await request.app[API_KEYS].create(principal, **body)
     return json_response(key, status=201, headers={"Cache-Control": "no-store"})
 
 
@@ -101,7 +101,7 @@ async def create_key(request: web.Request, *, principal: Principal, body: dict):
     permission="apikeys:manage",
 )
 async def list_keys(request: web.Request, *, principal: Principal):
-    return json_response({"api_keys": await request.app[SERVICES].api_keys.list(principal)})
+    return json_response({"api_keys": await request.app[API_KEYS].list(principal)})
 
 
 @api.route(
@@ -114,7 +114,7 @@ async def list_keys(request: web.Request, *, principal: Principal):
     permission="apikeys:manage",
 )
 async def update_key(request: web.Request, *, principal: Principal, body: dict):
-    key = await request.app[SERVICES].api_keys.update(
+    key = await request.app[API_KEYS].update(
         principal, request.match_info["key_id"], name=body.get("name"), scopes=body.get("scopes")
     )
     return json_response(key)
@@ -129,7 +129,7 @@ async def update_key(request: web.Request, *, principal: Principal, body: dict):
     permission="apikeys:manage",
 )
 async def delete_key(request: web.Request, *, principal: Principal):
-    await request.app[SERVICES].api_keys.revoke(principal, request.match_info["key_id"])
+    await request.app[API_KEYS].revoke(principal, request.match_info["key_id"])
     return web.Response(status=204)
 
 
@@ -151,5 +151,5 @@ async def introspect(request: web.Request, *, principal: Principal):
     else:
         data = await read_json(request)
     body = validate_body(IntrospectRequest(), data)
-    answer = await request.app[SERVICES].introspector.introspect(body["token"])
+    answer = await request.app[INTROSPECTOR].introspect(body["token"])
     return json_response(answer, headers={"Cache-Control": "no-store"})

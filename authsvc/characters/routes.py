@@ -8,10 +8,10 @@ import contextlib
 
 from aiohttp import web
 
+from ..appkeys import CHARACTERS
 from ..errors import Code, NotFound, Unauthorized
 from ..http.web import Api, json_response, links
 from ..identity.principal import Principal
-from ..serve.appkeys import SERVICES
 from . import schemas
 
 api = Api()
@@ -56,7 +56,7 @@ def _ownership(seed: bool):
     guarded=True,
 )
 async def list_characters(request: web.Request, *, principal: Principal) -> web.Response:
-    chars = await request.app[SERVICES].characters.list(principal.account_id, sid=principal.sid)
+    chars = await request.app[CHARACTERS].list(principal.account_id, sid=principal.sid)
     return json_response({"characters": chars})
 
 
@@ -89,9 +89,7 @@ async def list_characters(request: web.Request, *, principal: Principal) -> web.
 async def create_character(
     request: web.Request, *, principal: Principal, body: dict, created: int
 ) -> web.Response:
-    char = await request.app[SERVICES].characters.create(
-        principal.account_id, sid=principal.sid, **body
-    )
+    char = await request.app[CHARACTERS].create(principal.account_id, sid=principal.sid, **body)
     return json_response(char, status=created)
 
 
@@ -117,7 +115,7 @@ async def create_character(
 )
 async def get_character(request: web.Request, *, principal: Principal, seed: bool):
     with _ownership(seed):
-        char = await request.app[SERVICES].characters.get(
+        char = await request.app[CHARACTERS].get(
             principal.account_id, int(request.match_info["id"]), sid=principal.sid
         )
     return json_response(char)
@@ -149,7 +147,7 @@ async def update_character(
     request: web.Request, *, principal: Principal, body: dict, seed: bool
 ) -> web.Response:
     with _ownership(seed):
-        char = await request.app[SERVICES].characters.update(
+        char = await request.app[CHARACTERS].update(
             principal.account_id, int(request.match_info["id"]), sid=principal.sid, **body
         )
     return json_response(char)
@@ -178,7 +176,7 @@ async def update_character(
 async def delete_character(request: web.Request, *, principal: Principal, seed: bool):
     cid = int(request.match_info["id"])
     with _ownership(seed):
-        await request.app[SERVICES].characters.delete(principal.account_id, cid, sid=principal.sid)
+        await request.app[CHARACTERS].delete(principal.account_id, cid, sid=principal.sid)
     if seed:
         return json_response({"id": cid, "deleted": True})
     return web.Response(status=204)

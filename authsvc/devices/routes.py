@@ -6,9 +6,9 @@ from aiohttp import web
 
 from ..accounts.routes import token_response
 from ..accounts.schemas import TokenResponse
+from ..appkeys import DEVICES
 from ..http.web import Api, client_ip, json_response, links
 from ..identity.principal import Principal
-from ..serve.appkeys import DEVICES
 from . import schemas
 
 api = Api()

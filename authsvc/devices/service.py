@@ -22,7 +22,16 @@ from ..store.records import Identity
 
 
 class SessionsPort(Protocol):
-    async def open(self, account_id: str, username: str, **kw: Any) -> Any: ...
+    async def open(
+        self,
+        account_id: str,
+        username: str,
+        *,
+        ip: str | None = None,
+        user_agent: str = "",
+        device_name: str | None = None,
+        method: str = "password",
+    ) -> Any: ...
 
 
 class LimiterPort(Protocol):

@@ -7,10 +7,10 @@ from __future__ import annotations
 from aiohttp import web
 from marshmallow import Schema, fields, validate
 
+from ..appkeys import FAVORITES
 from ..http.schemas import QueryInteger, example
 from ..http.web import Api, json_response, links
 from ..identity.principal import Principal
-from ..serve.appkeys import SERVICES
 from .kinds import KINDS, FavoriteKind
 from .service import CURSOR
 
@@ -71,7 +71,7 @@ def _declare(kind: FavoriteKind) -> None:
         favorite=kind.name,
     )
     async def add(request: web.Request, *, principal: Principal, body: dict, favorite: str):
-        service = request.app[SERVICES].favorites[favorite]
+        service = request.app[FAVORITES][favorite]
         target = body.pop(service.kind.target_field)
         created, view = await service.add(principal, target, body)
         return json_response(view, status=201 if created else 200)
@@ -86,11 +86,7 @@ def _declare(kind: FavoriteKind) -> None:
         favorite=kind.name,
     )
     async def remove(request: web.Request, *, principal: Principal, favorite: str):
-        await (
-            request.app[SERVICES]
-            .favorites[favorite]
-            .remove(principal, request.match_info["target"])
-        )
+        await request.app[FAVORITES][favorite].remove(principal, request.match_info["target"])
         return web.Response(status=204)
 
     @api.route(
@@ -105,9 +101,9 @@ def _declare(kind: FavoriteKind) -> None:
     )
     async def mine(request: web.Request, *, principal: Principal, query: dict, favorite: str):
         return json_response(
-            await request.app[SERVICES]
-            .favorites[favorite]
-            .page(principal.user_id, cursor=query["cursor"], limit=query["limit"])
+            await request.app[FAVORITES][favorite].page(
+                principal.user_id, cursor=query["cursor"], limit=query["limit"]
+            )
         )
 
     @api.route(
@@ -122,9 +118,9 @@ def _declare(kind: FavoriteKind) -> None:
     )
     async def theirs(request: web.Request, *, principal: Principal, query: dict, favorite: str):
         return json_response(
-            await request.app[SERVICES]
-            .favorites[favorite]
-            .page_of(request.match_info["user_id"], cursor=query["cursor"], limit=query["limit"])
+            await request.app[FAVORITES][favorite].page_of(
+                request.match_info["user_id"], cursor=query["cursor"], limit=query["limit"]
+            )
         )
 
 

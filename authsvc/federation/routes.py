@@ -7,9 +7,9 @@ from aiohttp import web
 
 from ..accounts.routes import token_response
 from ..accounts.schemas import TokenResponse
+from ..appkeys import OIDC_PROVIDERS, SIGN_IN
 from ..http.web import Api, client_ip, json_response, links
 from ..identity.principal import Principal
-from ..serve.appkeys import OIDC_PROVIDERS, SIGN_IN
 from . import schemas
 from .service import CALLBACK_COOKIE_PATH, CallbackResult, Started
 

@@ -137,8 +137,26 @@ class FlowStorePort(Protocol):
 
 class OidcClientPort(Protocol):
     async def discovery(self, issuer: str) -> Discovery: ...
-    async def exchange_code(self, d: Discovery, **kw: Any) -> dict[str, Any]: ...
-    async def verify_id_token(self, d: Discovery, token: str, **kw: Any) -> dict[str, Any]: ...
+    async def exchange_code(
+        self,
+        d: Discovery,
+        *,
+        client_id: str,
+        client_secret: str,
+        auth_method: str,
+        code: str,
+        verifier: str,
+        redirect_uri: str,
+    ) -> dict[str, Any]: ...
+    async def verify_id_token(
+        self,
+        d: Discovery,
+        token: str,
+        *,
+        client_id: str,
+        nonce: str,
+        access_token: str | None = None,
+    ) -> dict[str, Any]: ...
 
 
 class AccountsPort(Protocol):
@@ -146,7 +164,16 @@ class AccountsPort(Protocol):
 
 
 class SessionsPort(Protocol):
-    async def open(self, account_id: str, username: str, **kw: Any) -> Any: ...
+    async def open(
+        self,
+        account_id: str,
+        username: str,
+        *,
+        ip: str | None = None,
+        user_agent: str = "",
+        device_name: str | None = None,
+        method: str = "password",
+    ) -> Any: ...
 
 
 class RolesPort(Protocol):

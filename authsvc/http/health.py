@@ -12,9 +12,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
 
+from ..appkeys import STORE
 from ..errors import StoreUnavailable
 from ..platform import metrics
-from ..serve.appkeys import STORE
 from ..store import connection, keys
 from ..store.connection import OUTAGE_ERRORS, ping
 from .web import Api, json_response

@@ -12,20 +12,30 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
 from ..errors import Code, DomainError, InvalidToken
-from ..identity.principal import LOCAL, Authenticator
+from ..identity.principal import LOCAL, Authenticator, Principal
 
 log = logging.getLogger("authsvc.web")
 
+
+class PermissionCheck(Protocol):
+    """What the route wrapper needs of authorization (rbac.service.Authorizer)."""
+
+    async def require(self, principal: Principal, permission: str) -> None: ...
+
+
+# async (Principal) -> bool: is the caller's account (and session) still live?
+Liveness = Callable[[Principal], Awaitable[bool]]
+
+# The keys the edge itself reads; authsvc/appkeys.py re-exports them beside the rest.
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
-AUTHORIZER = web.AppKey("authorizer", object)  # rbac.service.Authorizer
-# async (Principal) -> bool: is a local caller's account and session still live?
-LIVENESS = web.AppKey("liveness", object)
+AUTHORIZER: web.AppKey[PermissionCheck] = web.AppKey("authorizer")
+LIVENESS: web.AppKey[Liveness] = web.AppKey("liveness")
 
 STATUS: dict[Code, int] = {
     Code.MALFORMED_REQUEST: 400,
@@ -138,7 +148,9 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return error_response(Code.INTERNAL, "unexpected failure", status=500)
 
 
-TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
+TRUSTED_PROXIES: web.AppKey[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]] = web.AppKey(
+    "trusted_proxies"
+)
 
 
 def client_ip(request: web.Request) -> str | None:

@@ -117,6 +117,7 @@ class Authenticator:
         *,
         verifiers: Mapping[str, Verifier],
         cache_size: int = 10_000,
+        api_keys: ApiKeyResolver | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._verifiers = dict(verifiers)  # issuer -> verifier
@@ -125,7 +126,7 @@ class Authenticator:
         # None when its keys never change at run time: our own secrets)
         self._cache: dict[str, tuple[Principal, RotatingVerifier | None]] = {}
         self._cache_size = cache_size
-        self.api_keys: ApiKeyResolver | None = None
+        self._api_keys = api_keys  # None: API keys are refused
 
     def add_issuer(self, issuer: str, verifier: Verifier) -> None:
         self._verifiers[issuer] = verifier
@@ -148,9 +149,9 @@ class Authenticator:
                 raise InvalidToken("the Authorization header must be 'Bearer <token>'")
             else:
                 return await self.verify_token(token)
-        if self.api_keys is None:
+        if self._api_keys is None:
             raise InvalidToken("API keys are not accepted here")
-        return await self.api_keys.resolve(api_key.strip())
+        return await self._api_keys.resolve(api_key.strip())
 
     async def verify_token(self, token: str) -> Principal:
         """The principal of a bearer token (cached until its expiry); InvalidToken."""

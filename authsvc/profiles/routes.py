@@ -6,10 +6,10 @@ from __future__ import annotations
 from aiohttp import web
 from marshmallow import Schema, fields, validate
 
+from ..appkeys import PROFILES
 from ..http.schemas import HttpUrl, QueryInteger, Text
 from ..http.web import Api, json_response, links, read_json
 from ..identity.principal import Principal
-from ..serve.appkeys import SERVICES
 from .service import CURSOR
 
 api = Api()
@@ -85,7 +85,7 @@ class Followed(Schema):
     guarded=True,
 )
 async def get_me(request: web.Request, *, principal: Principal):
-    return json_response(await request.app[SERVICES].profiles.me(principal))
+    return json_response(await request.app[PROFILES].me(principal))
 
 
 @api.route(
@@ -98,7 +98,7 @@ async def get_me(request: web.Request, *, principal: Principal):
     permission="profile:write",
 )
 async def patch_me(request: web.Request, *, principal: Principal, body: dict):
-    return json_response(await request.app[SERVICES].profiles.update_profile(principal, body))
+    return json_response(await request.app[PROFILES].update_profile(principal, body))
 
 
 @api.route(
@@ -111,7 +111,7 @@ async def patch_me(request: web.Request, *, principal: Principal, body: dict):
     permission="profile:write",
 )
 async def delete_me(request: web.Request, *, principal: Principal):
-    await request.app[SERVICES].profiles.delete_me(principal)
+    await request.app[PROFILES].delete_me(principal)
     return web.Response(status=204)
 
 
@@ -124,7 +124,7 @@ async def delete_me(request: web.Request, *, principal: Principal):
     permission="profile:read",
 )
 async def export(request: web.Request, *, principal: Principal):
-    doc = await request.app[SERVICES].profiles.export(principal)
+    doc = await request.app[PROFILES].export(principal)
     return json_response(
         doc,
         headers={
@@ -143,7 +143,7 @@ async def export(request: web.Request, *, principal: Principal):
     permission="profile:read",
 )
 async def get_preferences(request: web.Request, *, principal: Principal):
-    return json_response(await request.app[SERVICES].profiles.preferences(principal))
+    return json_response(await request.app[PROFILES].preferences(principal))
 
 
 @api.route(
@@ -158,7 +158,7 @@ async def get_preferences(request: web.Request, *, principal: Principal):
 async def patch_preferences(request: web.Request, *, principal: Principal):
     # Free-form by design: any JSON object, bounded by size in the service.
     patch = await read_json(request)
-    return json_response(await request.app[SERVICES].profiles.merge_preferences(principal, patch))
+    return json_response(await request.app[PROFILES].merge_preferences(principal, patch))
 
 
 @api.route(
@@ -171,7 +171,7 @@ async def patch_preferences(request: web.Request, *, principal: Principal):
     permission="social:write",
 )
 async def follow(request: web.Request, *, principal: Principal):
-    changed = await request.app[SERVICES].profiles.follow(principal, request.match_info["user_id"])
+    changed = await request.app[PROFILES].follow(principal, request.match_info["user_id"])
     return json_response({"following": True, "changed": changed})
 
 
@@ -184,9 +184,7 @@ async def follow(request: web.Request, *, principal: Principal):
     permission="social:write",
 )
 async def unfollow(request: web.Request, *, principal: Principal):
-    changed = await request.app[SERVICES].profiles.unfollow(
-        principal, request.match_info["user_id"]
-    )
+    changed = await request.app[PROFILES].unfollow(principal, request.match_info["user_id"])
     return json_response({"following": False, "changed": changed})
 
 
@@ -211,7 +209,7 @@ async def unfollow(request: web.Request, *, principal: Principal):
     direction="followers",
 )
 async def follows(request: web.Request, *, principal: Principal, query: dict, direction: str):
-    page = await request.app[SERVICES].profiles.follows(
+    page = await request.app[PROFILES].follows(
         principal, direction=direction, cursor=query["cursor"], limit=query["limit"]
     )
     return json_response(page)

@@ -7,10 +7,10 @@ from marshmallow import Schema
 
 from ..accounts import schemas
 from ..accounts.routes import LOGGED_IN, token_response
+from ..appkeys import SESSIONS
 from ..http.schemas import QueryBoolean
 from ..http.web import Api, client_ip, json_response, links
 from ..identity.principal import Principal
-from ..serve.appkeys import SERVICES
 
 api = Api()
 TAGS = ("sessions",)
@@ -32,9 +32,7 @@ class RevokeAllQuery(Schema):
     links=LOGGED_IN,
 )
 async def refresh(request: web.Request, *, body: dict) -> web.Response:
-    result = await request.app[SERVICES].sessions.refresh(
-        body["refresh_token"], ip=client_ip(request)
-    )
+    result = await request.app[SESSIONS].refresh(body["refresh_token"], ip=client_ip(request))
     return token_response(result)
 
 
@@ -47,7 +45,7 @@ async def refresh(request: web.Request, *, body: dict) -> web.Response:
     permission="sessions:manage",
 )
 async def logout(request: web.Request, *, principal: Principal) -> web.Response:
-    await request.app[SERVICES].sessions.logout(principal, ip=client_ip(request))
+    await request.app[SESSIONS].logout(principal, ip=client_ip(request))
     return web.Response(status=204)
 
 
@@ -61,7 +59,7 @@ async def logout(request: web.Request, *, principal: Principal) -> web.Response:
     permission="sessions:manage",
 )
 async def list_sessions(request: web.Request, *, principal: Principal) -> web.Response:
-    return json_response({"sessions": await request.app[SERVICES].sessions.list(principal)})
+    return json_response({"sessions": await request.app[SESSIONS].list(principal)})
 
 
 @api.route(
@@ -73,9 +71,7 @@ async def list_sessions(request: web.Request, *, principal: Principal) -> web.Re
     permission="sessions:manage",
 )
 async def revoke_session(request: web.Request, *, principal: Principal) -> web.Response:
-    await request.app[SERVICES].sessions.revoke(
-        principal, request.match_info["id"], ip=client_ip(request)
-    )
+    await request.app[SESSIONS].revoke(principal, request.match_info["id"], ip=client_ip(request))
     return web.Response(status=204)
 
 
@@ -91,7 +87,7 @@ async def revoke_session(request: web.Request, *, principal: Principal) -> web.R
 async def revoke_sessions(
     request: web.Request, *, principal: Principal, query: dict
 ) -> web.Response:
-    n = await request.app[SERVICES].sessions.revoke_all(
+    n = await request.app[SESSIONS].revoke_all(
         principal, include_current=query["all"], ip=client_ip(request)
     )
     return json_response({"revoked": n})

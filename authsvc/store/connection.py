@@ -7,9 +7,9 @@ import contextlib
 import functools
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from importlib import resources
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import hiredis
 import redis.asyncio as redis
@@ -276,7 +276,7 @@ class LuaStep:
 COMMAND_TIMEOUT = 2.0  # seconds; create_app sets it from STORE_TIMEOUT
 
 
-def store_call(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def store_call(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Decorator for store methods: the whole step is bounded by COMMAND_TIMEOUT, and
     an outage or a timeout becomes StoreUnavailable (503)."""
 
