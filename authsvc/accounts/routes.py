@@ -7,7 +7,7 @@ from aiohttp import web
 
 from ..appkeys import LIFECYCLE, SESSIONS
 from ..favorites.kinds import KINDS
-from ..http.web import Api, Link, client_ip, json_response, links
+from ..http.web import Api, Link, Seed, client_ip, json_response, links
 from ..identity.principal import Principal
 from . import schemas
 
@@ -49,17 +49,6 @@ LOGGED_IN = (
 
 @api.route(
     "POST",
-    "/register",
-    summary="Register an account (seed path)",
-    tags=TAGS,
-    body=schemas.RegisterRequest(),
-    responses={201: schemas.Account},
-    errors=(409, 429),
-    auth=False,
-    links=SEED_REGISTERED,
-)
-@api.route(
-    "POST",
     "/api/v1/auth/register",
     summary="Register an account",
     tags=TAGS,
@@ -68,23 +57,13 @@ LOGGED_IN = (
     errors=(409, 429),
     auth=False,
     links=REGISTERED,
+    seed=Seed("/register", links=SEED_REGISTERED),
 )
 async def register(request: web.Request, *, body: dict) -> web.Response:
     account = await request.app[LIFECYCLE].register(**body, ip=client_ip(request))
     return json_response(account, status=201)
 
 
-@api.route(
-    "POST",
-    "/login",
-    summary="Log in with username or email (seed path)",
-    tags=TAGS,
-    body=schemas.LoginRequest(),
-    responses={200: schemas.TokenResponse},
-    errors=(401, 403, 429),
-    auth=False,
-    links=LOGGED_IN,
-)
 @api.route(
     "POST",
     "/api/v1/auth/login",
@@ -95,6 +74,7 @@ async def register(request: web.Request, *, body: dict) -> web.Response:
     errors=(401, 403, 429),
     auth=False,
     links=LOGGED_IN,
+    seed=Seed("/login"),
 )
 async def login(request: web.Request, *, body: dict) -> web.Response:
     result = await request.app[SESSIONS].login(

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..appkeys import CHARACTERS
 from ..errors import Code, NotFound, Unauthorized
-from ..http.web import Api, json_response, links
+from ..http.web import Api, Seed, json_response, links
 from ..identity.principal import Principal
 from . import schemas
 
@@ -25,12 +25,12 @@ SEED_CREATED = links("GET PUT DELETE", SEED + "/{id}", id="$response.body#/id")
 
 
 @contextlib.contextmanager
-def _ownership(seed: bool):
+def _ownership(on_seed_path: bool):
     """On the seed paths a missing or foreign character is a 401, as the clients expect."""
     try:
         yield
     except NotFound:
-        if seed:
+        if on_seed_path:
             raise Unauthorized(
                 "character does not exist or is not yours", code=Code.CHARACTER_NOT_OWNED
             ) from None
@@ -39,21 +39,13 @@ def _ownership(seed: bool):
 
 @api.route(
     "GET",
-    SEED,
-    summary="List the caller's characters (seed path)",
-    tags=TAGS,
-    responses={200: schemas.CharacterList},
-    permission="characters:read",
-    guarded=True,
-)
-@api.route(
-    "GET",
     V1,
     summary="List the caller's characters",
     tags=TAGS,
     responses={200: schemas.CharacterList},
     permission="characters:read",
     guarded=True,
+    seed=Seed(SEED),
 )
 async def list_characters(request: web.Request, *, principal: Principal) -> web.Response:
     chars = await request.app[CHARACTERS].list(principal.account_id, sid=principal.sid)
@@ -62,29 +54,19 @@ async def list_characters(request: web.Request, *, principal: Principal) -> web.
 
 @api.route(
     "POST",
-    SEED,
-    summary="Create a character (seed path)",
-    tags=TAGS,
-    body=schemas.CreateCharacterRequest(),
-    responses={200: schemas.Character},
-    errors=(409,),  # the per-account cap
-    created=200,
-    links=SEED_CREATED,
-    permission="characters:write",
-    guarded=True,
-)
-@api.route(
-    "POST",
     V1,
     summary="Create a character",
     tags=TAGS,
     body=schemas.CreateCharacterRequest(),
     responses={201: schemas.Character},
-    errors=(409,),
+    errors=(409,),  # the per-account cap
     created=201,
     links=CREATED,
     permission="characters:write",
     guarded=True,
+    seed=Seed(
+        SEED, responses={200: schemas.Character}, links=SEED_CREATED, options={"created": 200}
+    ),
 )
 async def create_character(
     request: web.Request, *, principal: Principal, body: dict, created: int
@@ -95,26 +77,17 @@ async def create_character(
 
 @api.route(
     "GET",
-    SEED + ITEM,
-    summary="Read a character (seed path)",
-    tags=TAGS,
-    responses={200: schemas.Character},
-    seed=True,
-    permission="characters:read",
-    guarded=True,
-)
-@api.route(
-    "GET",
     V1 + ITEM,
     summary="Read a character",
     tags=TAGS,
     responses={200: schemas.Character},
-    seed=False,
+    on_seed_path=False,
     permission="characters:read",
     guarded=True,
+    seed=Seed(SEED + ITEM, options={"on_seed_path": True}),
 )
-async def get_character(request: web.Request, *, principal: Principal, seed: bool):
-    with _ownership(seed):
+async def get_character(request: web.Request, *, principal: Principal, on_seed_path: bool):
+    with _ownership(on_seed_path):
         char = await request.app[CHARACTERS].get(
             principal.account_id, int(request.match_info["id"]), sid=principal.sid
         )
@@ -123,30 +96,20 @@ async def get_character(request: web.Request, *, principal: Principal, seed: boo
 
 @api.route(
     "PUT",
-    SEED + ITEM,
-    summary="Rename or redescribe a character (seed path)",
-    tags=TAGS,
-    body=schemas.UpdateCharacterRequest(),
-    responses={200: schemas.Character},
-    seed=True,
-    permission="characters:write",
-    guarded=True,
-)
-@api.route(
-    "PUT",
     V1 + ITEM,
     summary="Rename or redescribe a character",
     tags=TAGS,
     body=schemas.UpdateCharacterRequest(),
     responses={200: schemas.Character},
-    seed=False,
+    on_seed_path=False,
     permission="characters:write",
     guarded=True,
+    seed=Seed(SEED + ITEM, options={"on_seed_path": True}),
 )
 async def update_character(
-    request: web.Request, *, principal: Principal, body: dict, seed: bool
+    request: web.Request, *, principal: Principal, body: dict, on_seed_path: bool
 ) -> web.Response:
-    with _ownership(seed):
+    with _ownership(on_seed_path):
         char = await request.app[CHARACTERS].update(
             principal.account_id, int(request.match_info["id"]), sid=principal.sid, **body
         )
@@ -155,28 +118,19 @@ async def update_character(
 
 @api.route(
     "DELETE",
-    SEED + ITEM,
-    summary="Delete a character (seed path)",
-    tags=TAGS,
-    responses={200: schemas.Deleted},
-    seed=True,
-    permission="characters:write",
-    guarded=True,
-)
-@api.route(
-    "DELETE",
     V1 + ITEM,
     summary="Delete a character",
     tags=TAGS,
     responses={204: None},
-    seed=False,
+    on_seed_path=False,
     permission="characters:write",
     guarded=True,
+    seed=Seed(SEED + ITEM, responses={200: schemas.Deleted}, options={"on_seed_path": True}),
 )
-async def delete_character(request: web.Request, *, principal: Principal, seed: bool):
+async def delete_character(request: web.Request, *, principal: Principal, on_seed_path: bool):
     cid = int(request.match_info["id"])
-    with _ownership(seed):
+    with _ownership(on_seed_path):
         await request.app[CHARACTERS].delete(principal.account_id, cid, sid=principal.sid)
-    if seed:
+    if on_seed_path:
         return json_response({"id": cid, "deleted": True})
     return web.Response(status=204)

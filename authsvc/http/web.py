@@ -11,7 +11,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -324,6 +324,19 @@ class Endpoint:
     links: tuple[Link, ...] = ()
 
 
+@dataclass(frozen=True)
+class Seed:
+    """The seed design's path for the same operation (the game clients' contract, kept
+    verbatim), declared in one route with its /api/v1 twin. The twin's declaration
+    holds for the seed path too, but for what is given here: the seed path's own
+    answers (`responses`), links and handler options (merged over the twin's)."""
+
+    path: str
+    responses: dict[int, Any] | None = None
+    links: tuple[Link, ...] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
 class Api:
     """Collects endpoint declarations; `register` wires them into an application.
 
@@ -355,33 +368,45 @@ class Api:
         produces: str | tuple[str, ...] = "application/json",
         uses_store: bool = True,
         links: tuple[Link, ...] = (),
+        seed: Seed | None = None,
         **options: Any,
     ) -> Callable[[Handler], Handler]:
+        """Declare a route; with `seed`, also its seed-path twin (listed after it)."""
         if auth and not permission:
             raise TypeError(f"{method} {path}: an authenticated route must declare a permission")
 
         def decorate(handler: Handler) -> Handler:
-            self.endpoints.append(
-                Endpoint(
-                    method,
-                    path,
-                    handler,
-                    summary,
-                    tags,
-                    body,
-                    query,
-                    responses or {},
-                    auth,
-                    options,
-                    permission,
-                    guarded,
-                    errors,
-                    doc_body,
-                    produces,
-                    uses_store,
-                    links,
-                )
+            v1 = Endpoint(
+                method,
+                path,
+                handler,
+                summary,
+                tags,
+                body,
+                query,
+                responses or {},
+                auth,
+                options,
+                permission,
+                guarded,
+                errors,
+                doc_body,
+                produces,
+                uses_store,
+                links,
             )
+            self.endpoints.append(v1)
+            if seed is not None:
+                self.endpoints.append(
+                    replace(
+                        v1,
+                        path=seed.path,
+                        summary=f"{summary} (seed path)",
+                        responses=v1.responses if seed.responses is None else seed.responses,
+                        links=v1.links if seed.links is None else seed.links,
+                        options={**options, **seed.options},
+                    )
+                )
             return handler
 
         return decorate
