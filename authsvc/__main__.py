@@ -279,7 +279,7 @@ def cmd_rotate_secrets_key(args: argparse.Namespace) -> int:
 
 
 def cmd_permissions(args: argparse.Namespace) -> int:
-    """Print the route -> permission table (the README's is this output)."""
+    """Print the route -> permission table (docs/permissions.md holds this output)."""
     from .http.docs import permission_table
 
     print(permission_table())
@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="authsvc",
         description="authsvc, an authentication and identity service for game clients "
         "(aiohttp + KeyDB/Redis). Settings come from the environment (API_JWT_SECRET, "
-        "KEYDB_URL, ...: see the README); the options below override a few of them.",
+        "KEYDB_URL, ...: see docs/configuration.md); the options below override a few of them.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -448,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         "permissions",
         help="print the route -> permission table",
         description="Print the table of every route and the permission it requires "
-        "(the README's table is this output).",
+        "(docs/permissions.md holds this output).",
     )
     p.set_defaults(fn=cmd_permissions)
     return parser

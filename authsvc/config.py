@@ -122,7 +122,7 @@ class Settings:
     store_timeout: float = 2.0
     data_dir: str = "./data"
     # The embedded store's server binary (a path or a name on PATH); "" picks one (the
-    # order is in embedded.py and the README).
+    # order is in store/embedded.py and docs/development.md).
     store_server_bin: str = ""
     host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces by default
     port: int = 8080

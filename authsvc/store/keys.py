@@ -1,4 +1,4 @@
-"""Every key pattern authsvc writes, in one place (the README's key table mirrors it).
+"""Every key pattern authsvc writes, in one place (docs/key-layout.md mirrors it).
 
 The braces are literal: they are Redis Cluster hash tags. Every key that belongs to
 one account carries `{account_id}`, so the account hash, its character index and its
